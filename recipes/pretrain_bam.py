@@ -16,11 +16,10 @@ With no arguments it runs the embedded quick job (configs/bam_scenes.yaml).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from scene_ssl.models import BAM, SimSiam
-from scene_ssl.train import BAMConfig, parse_config, pretrain
+from scene_ssl.train import BAMConfig, parse_recipe_config, pretrain
 from scene_ssl.transforms import BlockwiseTransform, bam_view_transforms
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "bam_scenes.yaml"
@@ -41,10 +40,7 @@ def build_transform(cfg: BAMConfig) -> BlockwiseTransform:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    if not any(a == "--config" or a.startswith("--config=") for a in argv):
-        print(f"no --config given: using {DEFAULT_CONFIG} (the embedded quick run)")
-    cfg = parse_config(BAMConfig, argv, default_config=DEFAULT_CONFIG, description=__doc__)
+    cfg = parse_recipe_config(BAMConfig, argv, DEFAULT_CONFIG, description=__doc__)
     build_model(cfg)
     build_transform(cfg)  # overlap / blocks are checked here, before any data work
     return pretrain(cfg, build_model, build_transform)

@@ -20,11 +20,10 @@ a flag (``--queue-size 4096``, ``--topk 20``, ``--label-source g`` ...); see ``-
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from scene_ssl.models import MLS, MoCoV2
-from scene_ssl.train import MLSConfig, parse_config, pretrain
+from scene_ssl.train import MLSConfig, parse_recipe_config, pretrain
 from scene_ssl.transforms import MoCoV2Transform
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "mls_scenes.yaml"
@@ -44,10 +43,7 @@ def build_transform(cfg: MLSConfig) -> MoCoV2Transform:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    if not any(a == "--config" or a.startswith("--config=") for a in argv):
-        print(f"no --config given: using {DEFAULT_CONFIG} (the embedded quick run)")
-    cfg = parse_config(MLSConfig, argv, default_config=DEFAULT_CONFIG, description=__doc__)
+    cfg = parse_recipe_config(MLSConfig, argv, DEFAULT_CONFIG, description=__doc__)
     # build once up front: bad hyperparameters (topk > queue, ...) fail before any data work
     build_model(cfg)
     return pretrain(cfg, build_model, build_transform)

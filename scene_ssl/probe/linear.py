@@ -1,6 +1,8 @@
 """Linear classifier on frozen features: the authors' GAMP probe protocol."""
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -8,7 +10,45 @@ from torch import Tensor, nn
 from ..metrics import multilabel_metrics
 from ..train.schedule import cosine_lr
 
-__all__ = ["fit_linear_head", "probe_metrics"]
+__all__ = ["fit_linear_head", "train_linear_head", "new_linear_head", "probe_metrics"]
+
+
+def new_linear_head(in_dim: int, num_classes: int, generator: torch.Generator | None = None) -> nn.Linear:
+    """The authors' probe head: weight ~ N(0, 0.01), bias 0."""
+    head = nn.Linear(in_dim, num_classes)
+    nn.init.normal_(head.weight, std=0.01, generator=generator)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+def train_linear_head(
+    head: nn.Linear,
+    epoch_batches: Callable[[int], Iterable[tuple[Tensor, Tensor]]],
+    steps_per_epoch: int,
+    *,
+    epochs: int = 100,
+    lr: float = 2.5,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    single_label: bool = False,
+) -> nn.Linear:
+    """SGD with a cosine schedule over ``epoch_batches(epoch)`` -> (features (B, C), targets (B, K))."""
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    total, step = epochs * steps_per_epoch, 0
+    for epoch in range(epochs):
+        for features, targets in epoch_batches(epoch):
+            logits = head(features)
+            if single_label:
+                loss = F.cross_entropy(logits, targets.argmax(dim=1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, total, lr)
+    return head
 
 
 def fit_linear_head(
@@ -32,31 +72,19 @@ def fit_linear_head(
     if features.ndim != 2 or targets.ndim != 2 or features.shape[0] != targets.shape[0]:
         raise ValueError(f"features (N, C) and targets (N, K) expected, got {tuple(features.shape)} and {tuple(targets.shape)}")
     g = torch.Generator().manual_seed(seed)
-    head = nn.Linear(features.shape[1], targets.shape[1])
-    nn.init.normal_(head.weight, std=0.01, generator=g)
-    nn.init.zeros_(head.bias)
-    lr = 10.0 * batch_size / 256 if lr is None else lr
-    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    head = new_linear_head(features.shape[1], targets.shape[1], g)
     n = features.shape[0]
     steps_per_epoch = max(1, n // batch_size)
-    total = epochs * steps_per_epoch
-    step = 0
-    for _ in range(epochs):
+
+    def epoch_batches(epoch: int):
         order = torch.randperm(n, generator=g)
         for i in range(steps_per_epoch):
             idx = order[i * batch_size : (i + 1) * batch_size]
-            logits = head(features[idx])
-            if single_label:
-                loss = F.cross_entropy(logits, targets[idx].argmax(dim=1))
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits, targets[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, total, lr)
-    return head
+            yield features[idx], targets[idx]
+
+    return train_linear_head(head, epoch_batches, steps_per_epoch, epochs=epochs,
+                             lr=10.0 * batch_size / 256 if lr is None else lr, weight_decay=weight_decay,
+                             momentum=momentum, single_label=single_label)
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from ..models import load_backbone
 from .config import KNNProbeConfig, LinearProbeConfig
 from .features import ProbeImages, collate_probe, extract_features, feature_map_pool
 from .knn import knn_scores
-from .linear import fit_linear_head
+from .linear import fit_linear_head, new_linear_head, train_linear_head
 
 __all__ = ["run_linear_probe", "run_knn_probe"]
 
@@ -54,7 +54,6 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
     import timm
 
     from ..transforms import ViewNormalizer
-    from ..train.schedule import cosine_lr
 
     backbone.eval()
     data_cfg = timm.data.resolve_model_data_config(backbone.model)
@@ -63,27 +62,18 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
     images = ProbeImages(train_ds, cfg.image_size, train=True, seed=cfg.seed)
     loader = DataLoader(images, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
                         collate_fn=collate_probe, generator=torch.Generator().manual_seed(cfg.seed))
-    n_cls = len(train_ds[0]["multi_hot"])
-    head = torch.nn.Linear(backbone.num_features, n_cls).to(device)
-    torch.nn.init.normal_(head.weight, std=0.01)
-    torch.nn.init.zeros_(head.bias)
-    lr = cfg.lr if cfg.lr is not None else 10.0 * cfg.batch_size / 256
-    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    total, step = cfg.epochs * len(loader), 0
-    for epoch in range(cfg.epochs):
+
+    def epoch_batches(epoch: int):
         images.epoch = epoch
         for batch in loader:
-            with torch.no_grad():
+            with torch.no_grad():  # frozen backbone, BN in eval mode
                 f = pool(backbone.feature_map(norm(batch["pixels"].to(device).permute(0, 3, 1, 2))).float())
-            logits, y = head(f), batch["target"].to(device)
-            loss = (torch.nn.functional.cross_entropy(logits, y.argmax(1)) if single_label
-                    else torch.nn.functional.binary_cross_entropy_with_logits(logits, y))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, total, lr)
+            yield f, batch["target"].to(device)
+
+    head = new_linear_head(backbone.num_features, len(train_ds[0]["multi_hot"])).to(device)
+    lr = cfg.lr if cfg.lr is not None else 10.0 * cfg.batch_size / 256
+    train_linear_head(head, epoch_batches, len(loader), epochs=cfg.epochs, lr=lr, weight_decay=cfg.weight_decay,
+                      single_label=single_label)
     return head.cpu()
 
 

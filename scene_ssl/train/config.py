@@ -16,7 +16,7 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-__all__ = ["PretrainConfig", "MLSConfig", "BAMConfig", "parse_config", "load_config", "save_config", "config_to_dict"]
+__all__ = ["PretrainConfig", "MLSConfig", "BAMConfig", "parse_config", "parse_recipe_config", "load_config", "save_config", "config_to_dict"]
 
 C = TypeVar("C")
 
@@ -202,6 +202,16 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, default_config
     args = vars(parser.parse_args(argv))
     path = args.pop("config") or default_config
     return load_config(cls, path, args)
+
+
+def parse_recipe_config(cls: type[C], argv: Sequence[str] | None, default_config: str | Path, description: str | None = None) -> C:
+    """:func:`parse_config` for a recipe with a default YAML, telling the user when it is used."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a == "--config" or a.startswith("--config=") for a in argv):
+        print(f"no --config given: using {default_config} (the embedded quick run)")
+    return parse_config(cls, argv, default_config=default_config, description=description)
 
 
 def config_to_dict(cfg) -> dict[str, Any]:
