@@ -107,6 +107,18 @@ def mls_pseudo_labels(g_q: Tensor, queue_g: Tensor, k: int) -> Tensor:
         return torch.zeros_like(sim).scatter_(1, idx, 1.0)
 
 
+def _queue_logits(z_q: Tensor, queue_z: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """Check (B, Dz) queries, a (K, Dz) queue and (B, K) labels; return float32 ``ẑ_q·Q̂_zᵀ/τ``."""
+    _check_2d("z_q", z_q)
+    _check_2d("queue_z", queue_z)
+    _check_same_dim("z_q", z_q, "queue_z", queue_z)
+    if labels.shape != (z_q.shape[0], queue_z.shape[0]):
+        raise ValueError(
+            f"labels must have shape (B, K) = {(z_q.shape[0], queue_z.shape[0])}, got {tuple(labels.shape)}"
+        )
+    return F.normalize(z_q.float(), dim=1) @ F.normalize(queue_z.float(), dim=1).t() / temperature
+
+
 def mls_bce(
     z_q: Tensor, queue_z: Tensor, labels: Tensor, temperature: float = 0.2, negatives: bool = True
 ) -> Tensor:
@@ -120,15 +132,8 @@ def mls_bce(
         z_q: query embeddings (B, Dz). queue_z: embedding queue Q_z (K, Dz).
         labels: multi-hot pseudo-labels (B, K).
     """
-    _check_2d("z_q", z_q)
-    _check_2d("queue_z", queue_z)
-    _check_same_dim("z_q", z_q, "queue_z", queue_z)
-    if labels.shape != (z_q.shape[0], queue_z.shape[0]):
-        raise ValueError(
-            f"labels must have shape (B, K) = {(z_q.shape[0], queue_z.shape[0])}, got {tuple(labels.shape)}"
-        )
     with _float32(z_q):
-        logits = F.normalize(z_q.float(), dim=1) @ F.normalize(queue_z.float(), dim=1).t() / temperature
+        logits = _queue_logits(z_q, queue_z, labels, temperature)
         labels = labels.float()
         if negatives:
             # mean over B*K == mean over the batch of (1/K) Σ_i
@@ -141,15 +146,8 @@ def knn_softmax(z_q: Tensor, queue_z: Tensor, labels: Tensor, temperature: float
 
     ``k`` is the number of ones per row of ``labels`` (each row must have at least one).
     """
-    _check_2d("z_q", z_q)
-    _check_2d("queue_z", queue_z)
-    _check_same_dim("z_q", z_q, "queue_z", queue_z)
-    if labels.shape != (z_q.shape[0], queue_z.shape[0]):
-        raise ValueError(
-            f"labels must have shape (B, K) = {(z_q.shape[0], queue_z.shape[0])}, got {tuple(labels.shape)}"
-        )
     with _float32(z_q):
-        logits = F.normalize(z_q.float(), dim=1) @ F.normalize(queue_z.float(), dim=1).t() / temperature
+        logits = _queue_logits(z_q, queue_z, labels, temperature)
         log_prob = F.log_softmax(logits, dim=1)
         labels = labels.float()
         return (-(labels * log_prob).sum(dim=1) / labels.sum(dim=1).clamp_min(1.0)).mean()
