@@ -78,6 +78,10 @@ def pretrain(
             # pinned batches, copied to the GPU without blocking the host
             dataloader_config=DataLoaderConfiguration(non_blocking=True),
         )
+    elif accelerator.gradient_accumulation_steps != cfg.grad_accum_steps:
+        raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} batches but "
+                         f"grad_accum_steps is {cfg.grad_accum_steps}: build it with gradient_accumulation_steps="
+                         f"{cfg.grad_accum_steps}")
     set_seed(cfg.seed)
     if accelerator.device.type == "cuda":  # fixed shapes: let cuDNN pick its fastest kernels
         torch.backends.cudnn.benchmark = True
@@ -129,6 +133,15 @@ def pretrain(
     forward = torch.compile(model) if cfg.compile else model
     base_ema = getattr(method, "momentum", None)
 
+    def set_ema(step: int) -> None:
+        """The EMA momentum of the optimiser step after ``step``. The method updates its momentum
+        encoder at every forward, so with accumulation each micro-batch uses m^(1/n): the online
+        weights do not change within a step, and n updates with m^(1/n) are one update with m."""
+        if base_ema is None:
+            return
+        m = cosine_momentum(step, total_steps, base_ema) if getattr(cfg, "ema_schedule", "constant") == "cosine" else base_ema
+        method.momentum = m ** (1.0 / cfg.grad_accum_steps)
+
     steps_per_epoch = len(loader) // cfg.grad_accum_steps
     if steps_per_epoch == 0:
         raise ValueError("fewer batches than grad_accum_steps: lower batch_size or grad_accum_steps")
@@ -168,6 +181,7 @@ def pretrain(
             )
 
     model.train()
+    set_ema(state.step)
     while state.step < end_step:
         epoch = state.step // steps_per_epoch
         epoch_loader = loader
@@ -197,8 +211,7 @@ def pretrain(
             state.step += 1
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(state.step, total_steps, lr, warmup_steps)
-            if base_ema is not None and getattr(cfg, "ema_schedule", "constant") == "cosine":
-                method.momentum = cosine_momentum(state.step, total_steps, base_ema)
+            set_ema(state.step)
             bar.update(1)
 
             if state.step % cfg.log_every == 0 or state.step == end_step:

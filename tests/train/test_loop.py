@@ -5,6 +5,7 @@ import pytest
 import timm
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
 from scene_ssl.models import BAM, MLS
@@ -29,18 +30,24 @@ def build_moco_transform(cfg):
 
 
 def run(cfg, build_model=build_mls, build_transform=build_moco_transform):
-    return pretrain(cfg, build_model, build_transform, accelerator=Accelerator(cpu=True))
+    # Accelerate's state is a per-process singleton: start each run from a clean one
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    accelerator = Accelerator(cpu=True, mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.grad_accum_steps)
+    return pretrain(cfg, build_model, build_transform, accelerator=accelerator)
 
 
 def _state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_gives_the_same_run(tiny_scenes, tmp_path):
-    straight = run(mls_cfg(tiny_scenes, tmp_path / "a", max_steps=8))
-    first = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, stop_after=4))
+@pytest.mark.parametrize("ema_schedule", ["constant", "cosine"])
+def test_resume_gives_the_same_run(tiny_scenes, tmp_path, ema_schedule):
+    straight = run(mls_cfg(tiny_scenes, tmp_path / "a", max_steps=8, ema_schedule=ema_schedule))
+    first = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, stop_after=4, ema_schedule=ema_schedule))
     assert first["step"] == 4 and "export" not in first
-    resumed = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, resume="latest"))
+    resumed = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, resume="latest", ema_schedule=ema_schedule))
     assert resumed["step"] == 8
     a, b = _state(straight["model"]), _state(resumed["model"])
     assert a.keys() == b.keys()
@@ -116,6 +123,71 @@ def test_bam_recipe_path_and_grad_accumulation(tiny_scenes, tmp_path):
 
     out = run(cfg, build, transform)
     assert out["step"] == 2 and math.isfinite(out["losses"]["loss"]) and "loss_ia" in out["losses"]
+
+
+def test_grad_accumulation_steps_once_per_n_batches_and_keeps_one_ema_update_per_step(tiny_scenes, tmp_path, monkeypatch):
+    sgd_steps, forwards, init = [], [], {}
+    real_step = torch.optim.SGD.step
+
+    def counting_step(self, *args, **kwargs):
+        sgd_steps.append(1)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", counting_step)
+
+    def build(c):
+        model = build_mls(c)
+        with torch.no_grad():  # a target that differs from the online weights, so the EMA shows
+            for p in [*model.momentum_encoder.parameters(), *model.momentum_projector.parameters()]:
+                p.add_(torch.randn_like(p))
+        init["target"] = [p.clone() for p in [*model.momentum_encoder.parameters(), *model.momentum_projector.parameters()]]
+        init["online"] = [p.clone() for p in [*model.encoder.parameters(), *model.projector.parameters()]]
+        model.register_forward_hook(lambda *_: forwards.append(1))
+        return model
+
+    # lr 0: the online weights stay put, so after 2 optimiser steps the EMA target must be
+    # m^2 t0 + (1 - m^2) o exactly, however many micro-batches each step had
+    cfg = mls_cfg(tiny_scenes, tmp_path, max_steps=2, grad_accum_steps=2, batch_size=4, base_lr=0.0,
+                  ema_momentum=0.9, export=False)
+    out = run(cfg, build_model=build)
+    assert out["step"] == 2 and len(forwards) == 4 and len(sgd_steps) == 2
+    model = out["model"]
+    assert model.momentum == pytest.approx(0.9 ** 0.5)
+    target = [*model.momentum_encoder.parameters(), *model.momentum_projector.parameters()]
+    online = [*model.encoder.parameters(), *model.projector.parameters()]
+    for o0, o in zip(init["online"], online):
+        assert torch.equal(o0, o)
+    for t0, o, t in zip(init["target"], init["online"], target):
+        torch.testing.assert_close(t, 0.81 * t0 + 0.19 * o, rtol=1e-5, atol=1e-6)
+
+
+def test_accelerator_that_disagrees_with_the_config_is_refused(tiny_scenes, tmp_path):
+    cfg = mls_cfg(tiny_scenes, tmp_path, max_steps=2, grad_accum_steps=2)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    with pytest.raises(ValueError, match="grad_accum_steps is 2"):
+        pretrain(cfg, build_mls, build_moco_transform, accelerator=Accelerator(cpu=True))
+
+
+def test_bf16_mixed_precision_on_cpu_trains_with_float32_loss_math(tiny_scenes, tmp_path):
+    seen = {}
+
+    def build(c):
+        model = build_mls(c)
+        def record(key, dtype):
+            seen.setdefault(key, dtype)  # (a hook that returns something replaces the output)
+
+        model.encoder.register_forward_hook(lambda m, i, o: record("features", o.dtype))
+        model.register_forward_hook(lambda m, i, o: record("loss", o["loss"].dtype))
+        seen["init"] = [p.clone() for p in model.encoder.parameters()]
+        return model
+
+    out = run(mls_cfg(tiny_scenes, tmp_path, max_steps=3, mixed_precision="bf16", export=False), build_model=build)
+    assert seen["features"] == torch.bfloat16 and seen["loss"] == torch.float32
+    assert all(math.isfinite(v) for k, v in out["losses"].items() if k.startswith("loss"))
+    params = list(out["model"].encoder.parameters())
+    assert all(p.dtype == torch.float32 for p in params)  # autocast: the weights stay float32
+    assert any(not torch.equal(a, b) for a, b in zip(seen["init"], params))
 
 
 def test_unreadable_images_are_warned_once_and_counted(tmp_path):
