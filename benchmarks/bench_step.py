@@ -7,7 +7,7 @@ x 4 blocks x 2 views. images/s counts source images, crops/s every view the meth
 (MoCo's key view included, although it runs without a backward). Ratios are to the supervised row of the same run.
 
     python benchmarks/bench_step.py --backbone resnet50 --batch-size 128 --precision bf16   # GPU
-    python benchmarks/bench_step.py --backbone resnet10t --batch-size 32 --image-size 96    # CPU
+    python benchmarks/bench_step.py --backbone resnet10t --batch-size 32 --image-size 96 --no-channels-last   # CPU
 
 ``--end-to-end`` adds the real training loop (``scene_ssl.train.pretrain``) fed from JPEG
 files (generated 640x480 scenes unless ``--data``), once with the augmentation in the
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import time
 
 import timm
@@ -155,12 +156,18 @@ def end_to_end(args, methods, device) -> dict:
     return rows
 
 
+def _gib(value: float) -> str:
+    """Peak memory cell: CUDA's allocator statistics; the CPU has none to read (n/a)."""
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default="resnet50")
     ap.add_argument("--batch-size", type=int, default=128, help="crops per encoder forward (all methods)")
     ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="bf16")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                    help="default: bf16 on CUDA, fp32 on the CPU (where bf16 autocast is slower)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -175,6 +182,8 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="dataset spec for --end-to-end (default: generated 640x480 scenes)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.precision is None:
+        args.precision = "bf16" if device.type == "cuda" else "fp32"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -190,7 +199,7 @@ def main() -> None:
     print("| method | images/s | crops/s | step ms | peak GiB | images/s vs supervised | crops/s vs supervised |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for m, r in rows.items():
-        print(f"| {m} | {r['images_s']:.1f} | {r['crops_s']:.1f} | {r['step_ms']:.1f} | {r['peak_gib']:.2f} | "
+        print(f"| {m} | {r['images_s']:.1f} | {r['crops_s']:.1f} | {r['step_ms']:.1f} | {_gib(r['peak_gib'])} | "
               f"{r['images_s'] / base['images_s']:.2f}x | {r['crops_s'] / base['crops_s']:.2f}x |")
     if args.end_to_end:
         e2e = end_to_end(args, methods, device)
