@@ -22,13 +22,13 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from timm.models import save_for_hf
 from torch import nn
 
+from .metrics import METRIC_NAMES
+
 __all__ = ["save_pretrained", "CITATIONS", "METRIC_NAMES"]
 
 #: keys of timm's pretrained_cfg that describe the architecture and its input, not a source checkpoint
 _KEEP = ("architecture", "input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "pool_size",
          "first_conv", "classifier", "fixed_input_size", "min_input_size")
-
-METRIC_NAMES = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
 
 CITATIONS = {
     "mls": """```bibtex

@@ -1,7 +1,7 @@
 """Data sources (COCO via pycocotools, HF datasets, image folders, the embedded scenes) and loaders."""
 from .decode import DecodeError, decode_image
 from .load import default_scenes_dir, load_dataset
-from .sampler import EpochShuffleSampler
+from .sampler import EpochShuffleSampler, seeded_generator
 from .scenes import SCENE_CLASSES, make_scenes
 from .schema import class_names, num_classes
 from .views import ViewDataset, collate_decoded, collate_views
@@ -17,6 +17,7 @@ __all__ = [
     "DecodeError",
     "ViewDataset",
     "EpochShuffleSampler",
+    "seeded_generator",
     "collate_views",
     "collate_decoded",
 ]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import shutil
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import datasets
 
-from .schema import cache_root, dataset_from_columns, features_for, multi_hot
+from .schema import cache_root, dataset_from_columns, features_for, fingerprint_of, multi_hot
 
 __all__ = ["load_coco", "COCO_SPLITS"]
 
@@ -44,9 +43,7 @@ def load_coco(root: str | os.PathLike, split: str, *, drop_unlabeled: bool = Fal
     root = Path(root).expanduser().resolve()
     ann, images = _paths(root, split)
     st = ann.stat()
-    key = hashlib.sha1(
-        f"{_SCHEMA_VERSION}|{ann}|{st.st_size}|{st.st_mtime_ns}|{images}|{drop_unlabeled}".encode()
-    ).hexdigest()[:20]
+    key = fingerprint_of(_SCHEMA_VERSION, ann, st.st_size, st.st_mtime_ns, images, drop_unlabeled)
     cached = cache_root() / "datasets" / f"{root.name}-{split}-{key}"
     if (cached / "dataset_info.json").exists():
         return datasets.load_from_disk(str(cached))

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from ..transforms.multiview import MultiViewTransform
 from .decode import DecodeError, decode_image
+from .sampler import seeded_generator
 
 __all__ = ["ViewDataset", "collate_views", "collate_decoded", "MAX_CONSECUTIVE_FAILURES"]
 
@@ -67,16 +68,12 @@ class ViewDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self._epoch.fill_(int(epoch))
 
-    def generator(self, index: int) -> torch.Generator:
-        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0]
-        return torch.Generator().manual_seed(int(state) & (2**63 - 1))
-
     def __len__(self) -> int:
         return len(self.images)
 
     def _views(self, item: Any, index: int) -> Any:
         image = decode_image(item, max_side=self.max_side if self.render == "device" else None)
-        params = self.transform.sample(*image.size, generator=self.generator(index))
+        params = self.transform.sample(*image.size, generator=seeded_generator(self.seed, self.epoch, index))
         if self.render == "device":
             return {"image": torch.from_numpy(np.array(image)), "params": {k: getattr(params, k) for k in vars(params)}}
         return self.transform.render(image, params)

@@ -4,7 +4,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["average_precision", "multilabel_metrics", "topk_accuracy"]
+__all__ = ["average_precision", "multilabel_metrics", "topk_accuracy", "METRIC_NAMES"]
+
+#: the seven multi-label metrics :func:`multilabel_metrics` reports, in the papers' table order
+METRIC_NAMES = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
 
 
 def average_precision(scores: Tensor, targets: Tensor) -> Tensor:

@@ -9,19 +9,17 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
+from ..metrics import METRIC_NAMES
 from ..models import TimmBackbone
 from .features import extract_features
 from .linear import fit_linear_head, probe_metrics
 
 __all__ = ["compare_with_random_init", "format_table"]
 
-COLUMNS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
-
-
 def format_table(rows: dict[str, dict]) -> str:
-    lines = ["| backbone | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    lines = ["| backbone | " + " | ".join(METRIC_NAMES) + " |", "|---|" + "---:|" * len(METRIC_NAMES)]
     for name, m in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.1f}" for c in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.1f}" for c in METRIC_NAMES) + " |")
     return "\n".join(lines)
 
 

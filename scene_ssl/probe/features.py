@@ -1,7 +1,7 @@
 """Frozen-backbone features for the probes: decode, resize, normalise, pool."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import datasets
 import numpy as np
@@ -13,10 +13,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.decode import DecodeError, decode_image
+from ..data.sampler import seeded_generator
 from ..heads.multilabel import POOLS
 from ..transforms import ViewNormalizer, ViewPipeline, render_views_pil
 
-__all__ = ["ProbeImages", "extract_features", "feature_map_pool"]
+__all__ = ["ProbeImages", "extract_features", "feature_map_pool", "pooled_features_fn"]
 
 
 class ProbeImages(Dataset):
@@ -42,7 +43,7 @@ class ProbeImages(Dataset):
         except DecodeError as e:
             return {"skipped": e.source}
         if self.train:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + i)
+            g = seeded_generator(self.seed, self.epoch, i)
             pixels = render_views_pil(image, self.augment.sample(torch.tensor([[0.0, 0.0, *image.size]]), g), [self.augment])[0]
         else:
             pixels = torch.from_numpy(np.array(image.resize((self.size, self.size), Image.Resampling.BILINEAR)))
@@ -64,6 +65,21 @@ def feature_map_pool(pool: str) -> nn.Module:
     return SelectAdaptivePool2d(pool_type=POOLS[pool], flatten=True)
 
 
+def pooled_features_fn(backbone: nn.Module, pool: str, device: torch.device | str) -> Callable[[Tensor], Tensor]:
+    """``pixels -> features``: uint8 (B, S, S, 3) images to pooled float features (B, C) of
+    ``backbone`` (a :class:`~scene_ssl.models.TimmBackbone`), normalised with its data config.
+    Call it under ``torch.no_grad()`` with the backbone in eval mode (a frozen probe)."""
+    data_cfg = timm.data.resolve_model_data_config(backbone.model)
+    normalizer = ViewNormalizer(data_cfg["mean"], data_cfg["std"]).to(device)
+    pooler = feature_map_pool(pool)
+
+    def features(pixels: Tensor) -> Tensor:
+        x = normalizer(pixels.to(device).permute(0, 3, 1, 2))  # (B, 3, S, S) channels-last
+        return pooler(backbone.feature_map(x).float())
+
+    return features
+
+
 @torch.no_grad()
 def extract_features(
     backbone: nn.Module,
@@ -83,17 +99,14 @@ def extract_features(
     """
     was_training = backbone.training
     backbone.eval()
-    data_cfg = timm.data.resolve_model_data_config(backbone.model)
-    normalizer = ViewNormalizer(data_cfg["mean"], data_cfg["std"]).to(device)
-    pooler = feature_map_pool(pool)
+    features = pooled_features_fn(backbone, pool, device)
     loader = DataLoader(ProbeImages(dataset, image_size), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=collate_probe)
     if accelerator is not None:
         loader = accelerator.prepare(loader)
     feats, targets = [], []
     for batch in loader:
-        x = normalizer(batch["pixels"].to(device).permute(0, 3, 1, 2))  # (B, 3, S, S) channels-last
-        f = pooler(backbone.feature_map(x).float())
+        f = features(batch["pixels"])
         t = batch["target"].to(device)
         if accelerator is not None:
             f, t = accelerator.gather_for_metrics((f, t))

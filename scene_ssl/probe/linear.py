@@ -10,7 +10,12 @@ from torch import Tensor, nn
 from ..metrics import multilabel_metrics
 from ..train.schedule import cosine_lr
 
-__all__ = ["fit_linear_head", "train_linear_head", "new_linear_head", "probe_metrics"]
+__all__ = ["fit_linear_head", "train_linear_head", "new_linear_head", "probe_lr", "probe_metrics"]
+
+
+def probe_lr(batch_size: int, lr: float | None = None) -> float:
+    """``lr`` if given, else the authors' rule ``10 x batch / 256``."""
+    return 10.0 * batch_size / 256 if lr is None else lr
 
 
 def new_linear_head(in_dim: int, num_classes: int, generator: torch.Generator | None = None) -> nn.Linear:
@@ -83,7 +88,7 @@ def fit_linear_head(
             yield features[idx], targets[idx]
 
     return train_linear_head(head, epoch_batches, steps_per_epoch, epochs=epochs,
-                             lr=10.0 * batch_size / 256 if lr is None else lr, weight_decay=weight_decay,
+                             lr=probe_lr(batch_size, lr), weight_decay=weight_decay,
                              momentum=momentum, single_label=single_label)
 
 

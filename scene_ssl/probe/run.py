@@ -11,17 +11,15 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from ..data import class_names, load_dataset
-from ..metrics import multilabel_metrics, topk_accuracy
+from ..data.schema import fingerprint_of
+from ..metrics import METRIC_NAMES, multilabel_metrics, topk_accuracy
 from ..models import load_backbone
 from .config import KNNProbeConfig, LinearProbeConfig
-from .features import ProbeImages, collate_probe, extract_features, feature_map_pool
+from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn
 from .knn import knn_scores
-from .linear import fit_linear_head, new_linear_head, train_linear_head
+from .linear import fit_linear_head, new_linear_head, probe_lr, train_linear_head
 
 __all__ = ["run_linear_probe", "run_knn_probe"]
-
-COLUMNS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
-
 
 def _mode(cfg, train) -> str:
     if cfg.mode not in ("auto", "multilabel", "singlelabel"):
@@ -34,8 +32,7 @@ def _mode(cfg, train) -> str:
 def _features(cfg, backbone, ds, split, accelerator, cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features of a split, cached on disk by (model, data, split, size, pool)."""
     weights = hashlib.sha1(b"".join(p.detach().cpu().numpy().tobytes()[:4096] for p in backbone.parameters())).hexdigest()[:12]
-    key = f"{cfg.data}|{split}|{cfg.image_size}|{cfg.pool}|{weights}|{len(ds)}"
-    path = cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+    path = cache_dir / f"{fingerprint_of(cfg.data, split, cfg.image_size, cfg.pool, weights, len(ds))}.pt"
     if path.is_file():
         cached = torch.load(path, weights_only=True)
         return cached["features"], cached["targets"]
@@ -51,14 +48,8 @@ def _features(cfg, backbone, ds, split, accelerator, cache_dir: Path) -> tuple[t
 
 def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.nn.Linear:
     """The authors' protocol without caching: RRC + flip through the frozen backbone each epoch."""
-    import timm
-
-    from ..transforms import ViewNormalizer
-
     backbone.eval()
-    data_cfg = timm.data.resolve_model_data_config(backbone.model)
-    norm = ViewNormalizer(data_cfg["mean"], data_cfg["std"]).to(device)
-    pool = feature_map_pool(cfg.pool)
+    features = pooled_features_fn(backbone, cfg.pool, device)
     images = ProbeImages(train_ds, cfg.image_size, train=True, seed=cfg.seed)
     loader = DataLoader(images, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
                         collate_fn=collate_probe, generator=torch.Generator().manual_seed(cfg.seed))
@@ -67,12 +58,11 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
         images.epoch = epoch
         for batch in loader:
             with torch.no_grad():  # frozen backbone, BN in eval mode
-                f = pool(backbone.feature_map(norm(batch["pixels"].to(device).permute(0, 3, 1, 2))).float())
+                f = features(batch["pixels"])
             yield f, batch["target"].to(device)
 
     head = new_linear_head(backbone.num_features, len(train_ds[0]["multi_hot"])).to(device)
-    lr = cfg.lr if cfg.lr is not None else 10.0 * cfg.batch_size / 256
-    train_linear_head(head, epoch_batches, len(loader), epochs=cfg.epochs, lr=lr, weight_decay=cfg.weight_decay,
+    train_linear_head(head, epoch_batches, len(loader), epochs=cfg.epochs, lr=probe_lr(cfg.batch_size, cfg.lr), weight_decay=cfg.weight_decay,
                       single_label=single_label)
     return head.cpu()
 
@@ -88,8 +78,8 @@ def _report(cfg, mode: str, scores: torch.Tensor, targets: torch.Tensor, names: 
         result["top3"] = {k: v for k, v in multilabel_metrics(scores, targets, top_k=min(3, scores.shape[1])).items()
                           if k != "per_class_AP"}
         result["per_class_AP"] = dict(zip(names, result["per_class_AP"]))
-        print_fn("| " + " | ".join(COLUMNS) + " |\n|" + "---:|" * len(COLUMNS) + "\n| "
-                 + " | ".join(f"{result[c]:.1f}" for c in COLUMNS) + " |")
+        print_fn("| " + " | ".join(METRIC_NAMES) + " |\n|" + "---:|" * len(METRIC_NAMES) + "\n| "
+                 + " | ".join(f"{result[c]:.1f}" for c in METRIC_NAMES) + " |")
     result.update(extra)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

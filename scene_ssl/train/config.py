@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
@@ -206,8 +207,6 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, default_config
 
 def parse_recipe_config(cls: type[C], argv: Sequence[str] | None, default_config: str | Path, description: str | None = None) -> C:
     """:func:`parse_config` for a recipe with a default YAML, telling the user when it is used."""
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a == "--config" or a.startswith("--config=") for a in argv):
         print(f"no --config given: using {default_config} (the embedded quick run)")
