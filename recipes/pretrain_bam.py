@@ -41,8 +41,6 @@ def build_transform(cfg: BAMConfig) -> BlockwiseTransform:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_recipe_config(BAMConfig, argv, DEFAULT_CONFIG, description=__doc__)
-    build_model(cfg)
-    build_transform(cfg)  # overlap / blocks are checked here, before any data work
     return pretrain(cfg, build_model, build_transform)
 
 

@@ -44,8 +44,6 @@ def build_transform(cfg: MLSConfig) -> MoCoV2Transform:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_recipe_config(MLSConfig, argv, DEFAULT_CONFIG, description=__doc__)
-    # build once up front: bad hyperparameters (topk > queue, ...) fail before any data work
-    build_model(cfg)
     return pretrain(cfg, build_model, build_transform)
 
 

@@ -90,13 +90,16 @@ def pretrain(
     if accelerator.is_main_process:
         save_config(cfg, out_dir / "config.yaml")
 
-    # -- data: fail fast on a bad spec, before any model is built ------------------------
+    # -- everything a config can get wrong fails here, before any data work --------------
     if cfg.augment_on not in ("cpu", "gpu"):
         raise ValueError(f"augment_on must be 'cpu' or 'gpu', got {cfg.augment_on!r}")
     on_device = cfg.augment_on == "gpu"
     transform = build_transform(cfg)
     if on_device and not getattr(transform, "pipelines", None):
         raise ValueError("augment_on=gpu needs ViewPipeline-based views (not arbitrary callables)")
+    model = build_model(cfg)  # checks the method's hyperparameters (topk <= queue size, ...)
+
+    # -- data ----------------------------------------------------------------------------
     with accelerator.main_process_first():  # the embedded scenes are generated once
         data = load_dataset(cfg.data, cfg.split)
     dataset = ViewDataset(data, transform, seed=cfg.seed, render="device" if on_device else "cpu",
@@ -112,7 +115,6 @@ def pretrain(
     )
 
     # -- model and optimiser -------------------------------------------------------------
-    model = build_model(cfg)
     data_cfg = timm.data.resolve_model_data_config(model.encoder.model)
     if on_device:  # workers decode; crop, colour, blur, solarize, flip happen here, batched
         to_views = DeviceViewRenderer(transform.pipelines, data_cfg["mean"], data_cfg["std"]).to(accelerator.device)

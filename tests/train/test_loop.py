@@ -213,3 +213,11 @@ def test_unreadable_images_are_warned_once_and_counted(tmp_path):
 def test_bad_data_spec_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset spec"):
         run(load_config(MLSConfig, None, dict(data="imagenet", output_dir=str(tmp_path), backbone="test_resnet")))
+
+
+def test_bad_method_hyperparameter_fails_before_any_data_work(tmp_path):
+    # the data spec is bad too: the model's check must come first, before data is touched
+    cfg = load_config(MLSConfig, None, dict(data="imagenet", output_dir=str(tmp_path), backbone="test_resnet",
+                                            queue_size=16, topk=32))
+    with pytest.raises(ValueError, match="topk=32 must not exceed queue_size=16"):
+        run(cfg)
