@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import torch
 import torchvision.transforms as T
 from PIL import Image, ImageFilter, ImageOps
@@ -122,7 +123,7 @@ def main() -> None:
     else:
         folder = Path(args.data)
     dataset = load_dataset(f"folder:{folder}")
-    files = dataset.cast_column("image", __import__("datasets").Image(decode=False))["image"]
+    files = dataset.cast_column("image", datasets.Image(decode=False))["image"]
     files = [f["path"] for f in files]
 
     t1, t2 = bam_view_transforms(args.size)
