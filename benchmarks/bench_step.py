@@ -147,8 +147,8 @@ def end_to_end(args, methods, device) -> dict:
                 build_model, build_transform = pretrain_bam.build_model, pretrain_bam.build_transform
             accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=device.type == "cpu")
             summary = pretrain(cfg, build_model, build_transform, accelerator=accelerator)
-            views = summary["model"].num_views
-            ips = summary["losses"]["images_per_s"]  # the last log window: workers warm, cuDNN tuned
+            views = summary.model.num_views
+            ips = summary.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
             rows[(method, aug)] = {"images_s": ips, "crops_s": ips * views}
             del summary
             if device.type == "cuda":

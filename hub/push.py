@@ -24,37 +24,46 @@ from pathlib import Path
 import yaml
 from huggingface_hub import HfApi, get_token
 
-from scene_ssl.export import save_pretrained
-from scene_ssl.models import load_backbone
+from scene_ssl.export import evaluation_result, read_export, save_pretrained
+from scene_ssl.metrics import METRIC_NAMES
+from scene_ssl.models import export_folder, load_backbone
 
 UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "scene_ssl.json"]
 
 
-def _metrics(source: Path, explicit: str | None) -> dict:
-    for path in ([Path(explicit)] if explicit else [source / "probe.json", source / "metrics.json"]):
-        if path.is_file():
-            data = json.loads(path.read_text())
-            return data.get("pretrained", data)  # probe.json holds {"pretrained": ..., "random init": ...}
-    return {}
+def _probe_result(path: str) -> dict:
+    """A probe recipe's metrics.json as an export result entry."""
+    m = json.loads(Path(path).read_text())
+    names = [k for k in (*METRIC_NAMES, "top1", "top5") if k in m]
+    if not names:
+        raise SystemExit(f"{path} holds no probe metrics ({', '.join(METRIC_NAMES)} or top1)")
+    data = str(m.get("data", "unknown"))
+    data = data.split(":", 1)[-1] if data.startswith("hf:") else data.split(":", 1)[0]
+    kind = "knn probe" if "k" in m else "linear probe"
+    return evaluation_result("image-classification", f"{m.get('mode', 'multilabel').replace('label', '-label')} {kind} "
+                             f"({m.get('pool', 'avgmax')}, {m.get('image_size', '?')} px)", data,
+                             {k: m[k] for k in names}, source=Path(path).name)
 
 
 def stage(source: str, repo_id: str, out: Path, *, tag: str | None = None, metrics_file: str | None = None) -> Path:
-    """Re-export SOURCE into ``out`` as it will appear on the Hub."""
+    """Re-export SOURCE into ``out`` as it will appear on the Hub: the same name, results and
+    training config as its local export (plus ``metrics_file``), the card pointing at ``repo_id``."""
     src = Path(source)
-    train_config, previous = {}, {}
-    for cfg_file in (src / "config.yaml", src.parent / "config.yaml"):
-        if cfg_file.is_file():
-            train_config = yaml.safe_load(cfg_file.read_text()) or {}
-            break
-    for meta in (src / "scene_ssl.json", src / "export" / "scene_ssl.json"):
-        if meta.is_file():
-            previous = json.loads(meta.read_text())
-            train_config = train_config or previous.get("train_config", {})
-            break
-    metrics = _metrics(src, metrics_file) or previous.get("metrics", {})
+    previous: dict = {}
+    folder = export_folder(source)
+    if folder is not None:
+        previous = read_export(folder)
+    train_config = previous.get("train_config") or {}
+    if not train_config:
+        for cfg_file in (src / "config.yaml", src.parent / "config.yaml"):
+            if cfg_file.is_file():
+                train_config = yaml.safe_load(cfg_file.read_text()) or {}
+                break
+    results = list(previous.get("results", [])) + ([_probe_result(metrics_file)] if metrics_file else [])
     tag = tag or previous.get("tag") or train_config.get("export_tag") or "scene_ssl"
     backbone = load_backbone(source)
-    return save_pretrained(backbone, out, tag=tag, metrics=metrics, train_config=train_config, repo_id=repo_id)
+    return save_pretrained(backbone, out, tag=tag, method=previous.get("method"), name=previous.get("name"),
+                           results=results, train_config=train_config, repo_id=repo_id)
 
 
 def push(source: str, repo_id: str, *, token: str | None = None, private: bool = False, create_pr: bool = False,
@@ -85,7 +94,7 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--revision", default=None)
     ap.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     ap.add_argument("--tag", default=None, help="pretrained tag (default: the export's)")
-    ap.add_argument("--metrics", default=None, help="probe metrics.json for the card (default: SOURCE/probe.json)")
+    ap.add_argument("--metrics", default=None, help="a probe's metrics.json to add to the card (the export's own results are kept)")
     ap.add_argument("--message", default=None, help="commit message")
     args = ap.parse_args(argv)
     info = push(args.source, args.repo_id, token=args.token, private=args.private, create_pr=args.create_pr,

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scene_ssl.export import export_run
 from scene_ssl.models import BAM, SimSiam
-from scene_ssl.train import BAMConfig, parse_recipe_config, pretrain
+from scene_ssl.probe import KNNMonitor, probe_after_training
+from scene_ssl.train import BAMConfig, PretrainResult, parse_recipe_config, pretrain, user_errors
 from scene_ssl.transforms import BlockwiseTransform, bam_view_transforms
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "bam_scenes.yaml"
@@ -39,9 +41,13 @@ def build_transform(cfg: BAMConfig) -> BlockwiseTransform:
     return BlockwiseTransform(t1, t2, overlap=cfg.overlap, blocks=cfg.blocks)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_recipe_config(BAMConfig, argv, DEFAULT_CONFIG, description=__doc__)
-    return pretrain(cfg, build_model, build_transform)
+def main(argv: list[str] | None = None) -> PretrainResult:
+    with user_errors(BAMConfig):  # a bad flag, spec or file: one line and exit status 2
+        cfg = parse_recipe_config(BAMConfig, argv, DEFAULT_CONFIG, description=__doc__)
+        run = pretrain(cfg, build_model, build_transform, monitor=KNNMonitor.from_config(cfg))
+    results = probe_after_training(cfg, run)  # the linear probe vs a random-init backbone (--probe-data)
+    export_run(run, cfg, results)  # the timm-loadable export, its card carrying those results
+    return run
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ training images. Multi-label data: mAP, CP, CR, CF1, OP, OR, OF1 of the weighted
 """
 from __future__ import annotations
 
+from scene_ssl.cli import parse_config, user_errors
 from scene_ssl.probe import KNNProbeConfig, run_knn_probe
-from scene_ssl.train import parse_config
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_knn_probe(parse_config(KNNProbeConfig, argv, description=__doc__))
+    with user_errors(KNNProbeConfig):  # a bad flag, spec or file: one line and exit status 2
+        return run_knn_probe(parse_config(KNNProbeConfig, argv, description=__doc__))
 
 
 if __name__ == "__main__":

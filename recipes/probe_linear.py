@@ -17,12 +17,13 @@ data) into OUTPUT_DIR/metrics.json.
 """
 from __future__ import annotations
 
+from scene_ssl.cli import parse_config, user_errors
 from scene_ssl.probe import LinearProbeConfig, run_linear_probe
-from scene_ssl.train import parse_config
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_linear_probe(parse_config(LinearProbeConfig, argv, description=__doc__))
+    with user_errors(LinearProbeConfig):  # a bad flag, spec or file: one line and exit status 2
+        return run_linear_probe(parse_config(LinearProbeConfig, argv, description=__doc__))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""Export a backbone as a timm-loadable Hugging Face checkpoint folder.
+"""Export a backbone as a timm-loadable Hugging Face checkpoint folder, with its results.
 
 ``save_pretrained`` writes ``model.safetensors`` + ``config.json`` through timm's
 ``save_for_hf`` (so ``timm.create_model('local-dir:...')`` and, once uploaded,
 ``timm.create_model('hf-hub:org/name', pretrained=True)`` load it), with *our own*
 ``pretrained_cfg``: timm's would otherwise carry the registry default's tag, license and
-description (e.g. ``tag: a1_in1k``) into an export that never saw those weights. A
-``README.md`` model card is rendered from the top-level ``MODEL_CARD.md`` template, with
-the metrics as ``eval_results`` so that the Hub shows them, and the training config.
+description (e.g. ``tag: a1_in1k``) into an export that never saw those weights, and a
+``pool_size`` for 224 px. ``scene_ssl.json`` holds the export's name, the training config
+and every evaluation result; ``add_results`` adds the results of a later probe or
+detection run. The ``README.md`` model card is rendered from ``scene_ssl.json`` (see
+:mod:`scene_ssl.card`), with the results as huggingface_hub ``eval_results``.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,65 +21,19 @@ from typing import Any
 
 import timm
 import torch
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from timm.models import save_for_hf
 from torch import nn
 
-from .metrics import METRIC_NAMES
+from .card import METHOD_NAMES, method_key, write_card
 
-__all__ = ["save_pretrained", "CITATIONS", "METRIC_NAMES"]
+__all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result", "METHOD_KEYS"]
+
+#: method module class -> the key of its card, citation and default tag
+METHOD_KEYS = {"MLS": "mls", "MoCoV2": "mocov2", "BAM": "bam", "SimSiam": "simsiam"}
 
 #: keys of timm's pretrained_cfg that describe the architecture and its input, not a source checkpoint
 _KEEP = ("architecture", "input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "pool_size",
          "first_conv", "classifier", "fixed_input_size", "min_input_size")
-
-CITATIONS = {
-    "mls": """```bibtex
-@inproceedings{zhu2023mls,
-  title     = {Multi-Label Self-Supervised Learning with Scene Images},
-  author    = {Zhu, Ke and Fu, Minghao and Wu, Jianxin},
-  booktitle = {ICCV},
-  year      = {2023}
-}
-```""",
-    "bam": """```bibtex
-@article{chen2025bam,
-  title   = {Self-Supervised Contrastive Learning for Multi-Label Images},
-  author  = {Chen, Jiale},
-  journal = {arXiv:2506.23156},
-  year    = {2025}
-}
-```""",
-    "mocov2": """```bibtex
-@article{chen2020mocov2,
-  title   = {Improved Baselines with Momentum Contrastive Learning},
-  author  = {Chen, Xinlei and Fan, Haoqi and Girshick, Ross and He, Kaiming},
-  journal = {arXiv:2003.04297},
-  year    = {2020}
-}
-```""",
-    "simsiam": """```bibtex
-@inproceedings{chen2021simsiam,
-  title     = {Exploring Simple Siamese Representation Learning},
-  author    = {Chen, Xinlei and He, Kaiming},
-  booktitle = {CVPR},
-  year      = {2021}
-}
-```""",
-}
-_METHOD_NAMES = {"mls": "MLS", "bam": "BAM + IA-CLoss", "mocov2": "MoCo v2", "simsiam": "SimSiam"}
-
-
-def _template() -> str:
-    for path in (Path(__file__).resolve().parents[1] / "MODEL_CARD.md", Path(__file__).with_name("MODEL_CARD.md")):
-        if path.is_file():
-            return path.read_text()
-    raise FileNotFoundError("MODEL_CARD.md template not found next to the scene_ssl package")
-
-
-def _method_key(tag: str) -> str:
-    head = tag.split("_", 1)[0].lower()
-    return head if head in CITATIONS else "mls"
 
 
 def _dataset_name(spec: str | None) -> str:
@@ -85,9 +42,38 @@ def _dataset_name(spec: str | None) -> str:
     kind, _, arg = spec.partition(":")
     if kind == "hf":
         return arg
-    if kind == "coco":
-        return "coco"
     return kind
+
+
+def export_name(architecture: str, method: str, data: str | None) -> str:
+    """``<arch>-<method>-<data>``, e.g. ``resnet50-mls-coco``: what an export is called."""
+    return f"{architecture}-{method}-{_dataset_name(data).replace('/', '-')}"
+
+
+def evaluation_result(task: str, name: str, dataset: str, metrics: dict[str, float], *, split: str = "val",
+                      source: str = "", **details: Any) -> dict[str, Any]:
+    """One entry of an export's results: what was measured, on which data, and the numbers.
+
+    ``task`` is the Hub task type (``image-classification``, ``object-detection``), ``name``
+    says how (``multi-label linear probe (avgmax, 80 px)``), ``metrics`` maps metric names
+    to values (percent), ``source`` says which run produced it.
+    """
+    numbers = {k: round(float(v), 4) for k, v in metrics.items() if isinstance(v, (int, float))}
+    return {"task": task, "name": name, "dataset": dataset, "split": split, "metrics": numbers, "source": source, **details}
+
+
+def _feature_map_size(model: nn.Module, size: int) -> tuple[int, int]:
+    """The last feature map's (H, W) at the training input size (a ResNet at 40 px: 2 x 2)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = torch.zeros(1, 3, size, size)
+        out = model.forward_features(x)
+    model.train(was_training)
+    if out.ndim == 4:
+        return tuple(out.shape[1:3]) if getattr(model, "output_fmt", "NCHW") == "NHWC" else tuple(out.shape[2:])
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)  # ViT tokens
+    return tuple(grid) if grid is not None else (1, 1)
 
 
 def save_pretrained(
@@ -95,7 +81,9 @@ def save_pretrained(
     out_dir: str | os.PathLike,
     *,
     tag: str,
-    metrics: dict[str, Any] | None = None,
+    method: str | None = None,
+    name: str | None = None,
+    results: list[dict[str, Any]] | None = None,
     train_config: dict[str, Any] | None = None,
     license: str = "apache-2.0",
     description: str | None = None,
@@ -105,9 +93,11 @@ def save_pretrained(
     """Write ``backbone`` (a timm model or :class:`~scene_ssl.models.TimmBackbone`) to ``out_dir``.
 
     Args:
-        tag: pretrained tag, e.g. ``"mls_coco"``; also picks the card's method and citation.
-        metrics: probe results, e.g. ``{"mAP": 61.2, "CF1": ..., "dataset": "coco", "pool": "avgmax"}``;
-            the seven multi-label metrics present become the card's ``eval_results``.
+        tag: pretrained tag, e.g. ``"mls_coco"``.
+        method: ``mls`` | ``mocov2`` | ``bam`` | ``simsiam``: the card's method and citation
+            (default: the tag's first word).
+        name: the model's name in its card (default: :func:`export_name` of architecture, method, data).
+        results: :func:`evaluation_result` entries (probes, detection), shown in the card.
         train_config: the resolved training config, embedded in the card and in ``scene_ssl.json``.
         input_size: training resolution (default: ``train_config["image_size"]`` or timm's).
         repo_id: the Hub name the card should tell users to load (default: the local folder).
@@ -123,16 +113,16 @@ def save_pretrained(
     out = Path(out_dir)
     train_config = dict(train_config or {})
     size = int(input_size or train_config.get("image_size") or model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
-    method = _method_key(tag)
+    method = method if method in METHOD_NAMES else method_key(tag)
+    architecture = model.pretrained_cfg.get("architecture", type(model).__name__)
     dataset = _dataset_name(train_config.get("data"))
     description = description or (
-        f"{model.pretrained_cfg.get('architecture', type(model).__name__)} pretrained with {_METHOD_NAMES[method]} "
-        f"(self-supervised, no labels) on {dataset} by scene_ssl."
-    )
+        f"{architecture} pretrained with {METHOD_NAMES[method]} (self-supervised, no labels) on {dataset} by scene_ssl.")
     data_cfg = timm.data.resolve_model_data_config(model)
     ours = {k: copy.deepcopy(v) for k, v in model.pretrained_cfg.items() if k in _KEEP}
     ours.update(tag=tag, license=license, description=description, num_classes=model.num_classes,
-                mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]), input_size=(3, size, size), crop_pct=1.0)
+                mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]), input_size=(3, size, size), crop_pct=1.0,
+                pool_size=_feature_map_size(model, size))
 
     # a private copy: save_config_for_hf reads model.pretrained_cfg, and safetensors wants
     # contiguous weights (training may have made them channels-last)
@@ -140,39 +130,50 @@ def save_pretrained(
     model.pretrained_cfg = ours
     save_for_hf(model, str(out), safe_serialization=True,
                 data_config={"input_size": (3, size, size), "mean": ours["mean"], "std": ours["std"], "crop_pct": 1.0})
-
-    metrics = dict(metrics or {})
-    (out / "scene_ssl.json").write_text(json.dumps({"tag": tag, "metrics": metrics, "train_config": train_config},
-                                                   indent=1, default=str))
-    _write_card(out, ours, model, method, dataset, metrics, train_config, repo_id)
+    meta = {"name": name or export_name(architecture, method, train_config.get("data")), "tag": tag, "method": method,
+            "repo_id": repo_id, "results": list(results or []), "train_config": train_config}
+    (out / "scene_ssl.json").write_text(json.dumps(meta, indent=1, default=str))
+    write_card(out)
     return out
 
 
-def _write_card(out: Path, cfg: dict, model, method: str, dataset: str, metrics: dict,
-                train_config: dict, repo_id: str | None) -> None:
-    eval_results = [
-        EvalResult(task_type="image-classification", task_name="multi-label linear probe",
-                   dataset_type=metrics.get("dataset_type", dataset), dataset_name=metrics.get("dataset", dataset),
-                   dataset_split=metrics.get("split", "val"), metric_type=name, metric_name=f"{name} ({metrics.get('pool', 'avgmax')})",
-                   metric_value=round(float(metrics[name]), 2))
-        for name in METRIC_NAMES if name in metrics
-    ]
-    name = repo_id or out.name
-    card_data = ModelCardData(
-        library_name="timm", license=cfg["license"], model_name=name,
-        tags=["image-feature-extraction", "timm", "self-supervised", "scene_ssl", method],
-        datasets=[dataset] if dataset not in ("scenes", "folder", "unknown") else None,
-        eval_results=eval_results or None, pipeline_tag="image-feature-extraction",
-    )
-    rows = [(k, v) for k, v in train_config.items() if v is not None]
-    table = ""
-    if eval_results:
-        table = ("| metric | value |\n|---|---|\n" + "\n".join(f"| {r.metric_type} | {r.metric_value} |" for r in eval_results)
-                 + f"\n\nLinear probe on frozen features, pool `{metrics.get('pool', 'avgmax')}`, {metrics.get('dataset', dataset)} {metrics.get('split', 'val')}.")
-    card = ModelCard.from_template(
-        card_data, template_str=_template(), description=cfg["description"], architecture=cfg.get("architecture", ""),
-        method=_METHOD_NAMES[method], dataset=dataset, load_name=f"hf-hub:{repo_id}" if repo_id else f"local-dir:{out.resolve()}",
-        num_features=model.num_features, input_size=cfg["input_size"], mean=cfg["mean"], std=cfg["std"],
-        metrics_table=table, train_rows=rows, citation=CITATIONS[method],
-    )
-    card.save(str(out / "README.md"))
+def read_export(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``scene_ssl.json`` of an export folder."""
+    path = Path(folder) / "scene_ssl.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a scene_ssl export (no scene_ssl.json)")
+    return json.loads(path.read_text())
+
+
+def add_results(folder: str | os.PathLike, results: list[dict[str, Any]]) -> Path:
+    """Add :func:`evaluation_result` entries to an export and re-render its card. A result of
+    the same task, name, dataset and split as an earlier one replaces it."""
+    folder = Path(folder)
+    meta = read_export(folder)
+    key = lambda r: (r["task"], r["name"], r["dataset"], r.get("split"))  # noqa: E731
+    new = {key(r) for r in results}
+    meta["results"] = [r for r in meta.get("results", []) if key(r) not in new] + list(results)
+    (folder / "scene_ssl.json").write_text(json.dumps(meta, indent=1, default=str))
+    write_card(folder)
+    return folder
+
+
+def export_run(run, cfg, results: list[dict[str, Any]] | None = None) -> Path | None:
+    """A pretraining recipe's last step: ``<output_dir>/export`` from a finished run, named
+    ``cfg.export_tag`` or ``<arch>-<method>-<data>``, with ``results`` in its card.
+
+    ``run`` is a :class:`~scene_ssl.train.PretrainResult`; nothing is written for a run
+    that stopped early, with ``cfg.export`` off, or on processes other than the main one.
+    """
+    if not cfg.export or not run.finished or os.environ.get("RANK", "0") != "0":
+        return None
+    method = METHOD_KEYS.get(type(run.model).__name__, "mls")
+    backbone = run.model.encoder.model
+    architecture = backbone.pretrained_cfg.get("architecture", cfg.backbone)
+    name = cfg.export_tag or export_name(architecture, method, cfg.data)
+    tag = cfg.export_tag or f"{method}_{_dataset_name(cfg.data).replace('/', '_')}"
+    train_config = dataclasses.asdict(cfg)
+    folder = save_pretrained(backbone, Path(cfg.output_dir) / "export", tag=tag, method=method, name=name,
+                             results=results, train_config=train_config)
+    print(f"exported {name} to {folder} (timm.create_model('local-dir:{folder.resolve()}', pretrained=True))")
+    return folder

@@ -6,19 +6,21 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from scene_ssl.export import save_pretrained
+from scene_ssl.export import add_results, evaluation_result, read_export, save_pretrained
 from scene_ssl.models import TimmBackbone
 
 from .hub_cache import fill_hf_cache
 
-METRICS = {"mAP": 61.25, "CP": 70.0, "CR": 50.0, "CF1": 58.3, "OP": 75.0, "OR": 55.0, "OF1": 63.5, "dataset": "coco", "pool": "avgmax"}
+METRICS = {"mAP": 61.25, "CP": 70.0, "CR": 50.0, "CF1": 58.3, "OP": 75.0, "OR": 55.0, "OF1": 63.5}
+PROBE = evaluation_result("image-classification", "multi-label linear probe (avgmax, 160 px)", "coco", METRICS,
+                          source="main job")
 
 
 @pytest.fixture
 def exported(tmp_path):
     torch.manual_seed(0)
     backbone = TimmBackbone("test_resnet")
-    out = save_pretrained(backbone, tmp_path / "export", tag="mls_coco", metrics=METRICS,
+    out = save_pretrained(backbone, tmp_path / "export", tag="mls_coco", results=[PROBE],
                           train_config={"data": "coco:/data/coco", "backbone": "test_resnet", "image_size": 160, "topk": 20})
     return backbone, out
 
@@ -55,8 +57,35 @@ def test_model_card_parses_and_carries_eval_results(exported):
     data = card.data
     assert data.library_name == "timm" and "self-supervised" in data.tags and "mls" in data.tags
     results = {r.metric_type: r.metric_value for r in data.eval_results}
-    assert results == {k: pytest.approx(round(v, 2)) for k, v in METRICS.items() if k in results} and len(results) == 7
+    assert results == {k: pytest.approx(round(v, 2)) for k, v in METRICS.items()} and len(results) == 7
+    assert {r.task_type for r in data.eval_results} == {"image-classification"}
     assert "timm.create_model" in card.text and "Zhu" in card.text and "`topk`" in card.text
+
+
+def test_export_has_a_real_name_and_a_true_pool_size(exported):
+    _, out = exported
+    card = ModelCard.load(out / "README.md")
+    assert card.data.model_name == "test_resnet-mls-coco" and "# test_resnet-mls-coco" in card.text
+    assert read_export(out)["name"] == "test_resnet-mls-coco"
+    pc = json.loads((out / "config.json").read_text())["pretrained_cfg"]
+    model = timm.create_model("test_resnet", num_classes=0)
+    with torch.no_grad():  # the feature map a 160 px input really gives
+        assert tuple(pc["pool_size"]) == tuple(model.forward_features(torch.zeros(1, 3, 160, 160)).shape[-2:]) == (5, 5)
+    small = save_pretrained(model, out.parent / "small", tag="mls_scenes", train_config={"image_size": 40})
+    assert tuple(json.loads((small / "config.json").read_text())["pretrained_cfg"]["pool_size"]) == (2, 2)
+
+
+def test_add_results_appends_and_replaces_the_same_evaluation(exported):
+    _, out = exported
+    knn = evaluation_result("image-classification", "multi-label knn probe (avg, 160 px)", "coco", {"mAP": 50.0})
+    add_results(out, [knn])
+    add_results(out, [{**PROBE, "metrics": {**METRICS, "mAP": 62.5}, "source": "probe_linear.py"}])
+    results = read_export(out)["results"]
+    assert [r["name"] for r in results] == [knn["name"], PROBE["name"]]  # the probe replaced its older self
+    card = ModelCard.load(out / "README.md")
+    values = [(r.metric_name, r.metric_value) for r in card.data.eval_results]
+    assert (f"mAP ({PROBE['name']})", 62.5) in values and (f"mAP ({knn['name']})", 50.0) in values
+    assert (f"mAP ({PROBE['name']})", 61.25) not in values and "probe_linear.py" in card.text
 
 
 def test_hf_hub_loading_offline_from_a_prefilled_cache(exported, tmp_path, monkeypatch):

@@ -1,13 +1,15 @@
 """Data sources (COCO via pycocotools, HF datasets, image folders, the embedded scenes) and loaders."""
 from .decode import DecodeError, decode_image
-from .load import default_scenes_dir, load_dataset
+from .load import check_spec, default_scenes_dir, load_dataset
 from .sampler import EpochShuffleSampler, seeded_generator
 from .scenes import SCENE_CLASSES, make_scenes
 from .schema import class_names, num_classes
 from .views import ViewDataset, collate_decoded, collate_views
+from .workers import available_cpus, worker_count
 
 __all__ = [
     "load_dataset",
+    "check_spec",
     "make_scenes",
     "default_scenes_dir",
     "SCENE_CLASSES",
@@ -20,4 +22,6 @@ __all__ = [
     "seeded_generator",
     "collate_views",
     "collate_decoded",
+    "available_cpus",
+    "worker_count",
 ]

@@ -1,6 +1,8 @@
 """One entry point for every data source: ``load_dataset(spec, split)``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 
 from .coco import load_coco
@@ -9,7 +11,7 @@ from .hub import load_hf
 from .scenes import make_scenes
 from .schema import cache_root
 
-__all__ = ["load_dataset", "SPEC_KINDS", "default_scenes_dir"]
+__all__ = ["load_dataset", "check_spec", "SPEC_KINDS", "default_scenes_dir"]
 
 SPEC_KINDS = ("scenes", "coco:<path>", "hf:<repo id or folder>", "folder:<path>")
 
@@ -17,6 +19,35 @@ SPEC_KINDS = ("scenes", "coco:<path>", "hf:<repo id or folder>", "folder:<path>"
 def default_scenes_dir() -> str:
     """Where the embedded scene set is generated (once) and cached."""
     return str(cache_root() / "scenes-v1")
+
+
+def check_spec(spec: str) -> str:
+    """Refuse a data spec that cannot load, without loading it: an unknown kind, a missing
+    path after ``coco:`` / ``folder:``, a local ``hf:`` folder that does not exist.
+
+    Example:
+        >>> check_spec("scenes")
+        'scenes'
+        >>> check_spec("coco:/nope")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: COCO folder not found: /nope (data spec 'coco:/nope')
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"dataset spec must be a string, got {type(spec).__name__}")
+    kind, _, arg = spec.partition(":")
+    if kind == "scenes" and not arg:
+        return spec
+    if kind not in ("coco", "hf", "folder"):
+        raise ValueError(f"unknown dataset spec {spec!r}; expected one of: {', '.join(SPEC_KINDS)}")
+    if not arg:
+        raise ValueError(f"dataset spec {spec!r} needs a path or repo after '{kind}:'")
+    path = Path(arg).expanduser()
+    looks_local = kind != "hf" or arg.startswith((".", "/", "~"))  # hf: may name a Hub repo
+    if looks_local and not path.is_dir():
+        label = {"coco": "COCO folder", "folder": "image folder", "hf": "dataset folder"}[kind]
+        raise FileNotFoundError(f"{label} not found: {path} (data spec {spec!r})")
+    return spec
 
 
 def load_dataset(spec: str, split: str = "train", *, drop_unlabeled: bool = False) -> datasets.Dataset:
@@ -35,17 +66,12 @@ def load_dataset(spec: str, split: str = "train", *, drop_unlabeled: bool = Fals
         ...
         ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>, folder:<path>
     """
-    if not isinstance(spec, str):
-        raise ValueError(f"dataset spec must be a string, got {type(spec).__name__}")
+    check_spec(spec)
     kind, _, arg = spec.partition(":")
-    if kind == "scenes" and not arg:
+    if kind == "scenes":
         return load_coco(make_scenes(default_scenes_dir()), split, drop_unlabeled=drop_unlabeled)
-    if kind in ("coco", "hf", "folder") and not arg:
-        raise ValueError(f"dataset spec {spec!r} needs a path or repo after '{kind}:'")
     if kind == "coco":
         return load_coco(arg, split, drop_unlabeled=drop_unlabeled)
     if kind == "hf":
         return load_hf(arg, split, drop_unlabeled=drop_unlabeled)
-    if kind == "folder":
-        return load_folder(arg, split, drop_unlabeled=drop_unlabeled)
-    raise ValueError(f"unknown dataset spec {spec!r}; expected one of: {', '.join(SPEC_KINDS)}")
+    return load_folder(arg, split, drop_unlabeled=drop_unlabeled)

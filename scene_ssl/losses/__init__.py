@@ -3,7 +3,7 @@
 >>> from scene_ssl.losses import MLSLoss, InfoNCELoss, ImageAwareContrastiveLoss
 """
 from . import functional
-from .functional import mls_pseudo_labels
+from .functional import mls_pseudo_labels, mls_topk
 from .image_aware_contrastive import ImageAwareContrastiveLoss
 from .info_nce import InfoNCELoss
 from .knn_softmax import KNNSoftmaxLoss
@@ -13,6 +13,7 @@ from .negative_cosine import NegativeCosineLoss
 __all__ = [
     "functional",
     "mls_pseudo_labels",
+    "mls_topk",
     "InfoNCELoss",
     "MLSLoss",
     "KNNSoftmaxLoss",

@@ -20,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "info_nce",
     "mls_pseudo_labels",
+    "mls_topk",
     "mls_bce",
     "knn_softmax",
     "negative_cosine",
@@ -78,6 +79,26 @@ def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> T
 
 
 @torch.no_grad()
+def mls_topk(g_q: Tensor, queue_g: Tensor, k: int) -> Tensor:
+    """Rows of the queue chosen as positives: ``topk(ĝ_q · Q̂_gᵀ, k)`` indices (B, k), no gradient.
+
+    Example:
+        >>> g = torch.tensor([[1.0, 0.0]])
+        >>> Q = torch.tensor([[1.0, 0.1], [0.0, 1.0], [0.9, 0.0], [-1.0, 0.0]])
+        >>> sorted(mls_topk(g, Q, k=2).tolist()[0])
+        [0, 2]
+    """
+    _check_2d("g_q", g_q)
+    _check_2d("queue_g", queue_g)
+    _check_same_dim("g_q", g_q, "queue_g", queue_g)
+    if not 1 <= k <= queue_g.shape[0]:
+        raise ValueError(f"k={k} must be in [1, queue size {queue_g.shape[0]}]")
+    with _float32(g_q):
+        sim = F.normalize(g_q.float(), dim=1) @ F.normalize(queue_g.float(), dim=1).t()  # (B, K)
+        return sim.topk(k, dim=1).indices  # (B, k)
+
+
+@torch.no_grad()
 def mls_pseudo_labels(g_q: Tensor, queue_g: Tensor, k: int) -> Tensor:
     """MLS pseudo-labels ``y = IsTopk(ĝ_q · Q̂_gᵀ, k)`` (MLS Eq. 7).
 
@@ -96,15 +117,8 @@ def mls_pseudo_labels(g_q: Tensor, queue_g: Tensor, k: int) -> Tensor:
         >>> mls_pseudo_labels(g, Q, k=2)
         tensor([[1., 0., 1., 0.]])
     """
-    _check_2d("g_q", g_q)
-    _check_2d("queue_g", queue_g)
-    _check_same_dim("g_q", g_q, "queue_g", queue_g)
-    if not 1 <= k <= queue_g.shape[0]:
-        raise ValueError(f"k={k} must be in [1, queue size {queue_g.shape[0]}]")
-    with _float32(g_q):
-        sim = F.normalize(g_q.float(), dim=1) @ F.normalize(queue_g.float(), dim=1).t()  # (B, K)
-        idx = sim.topk(k, dim=1).indices  # (B, k)
-        return torch.zeros_like(sim).scatter_(1, idx, 1.0)
+    idx = mls_topk(g_q, queue_g, k)
+    return torch.zeros(g_q.shape[0], queue_g.shape[0], device=g_q.device).scatter_(1, idx, 1.0)
 
 
 def _queue_logits(z_q: Tensor, queue_z: Tensor, labels: Tensor, temperature: float) -> Tensor:

@@ -56,12 +56,15 @@ def multilabel_metrics(
     *,
     apply_sigmoid: bool = True,
     top_k: int | None = None,
+    top_k_threshold: bool = False,
 ) -> dict:
     """mAP, CP, CR, CF1, OP, OR, OF1 (percent) and the per-class AP.
 
     A label is predicted when ``sigmoid(score) >= threshold`` (``apply_sigmoid=False``
     thresholds the raw score, e.g. ``threshold=0.6`` on logits for parity with the BAM
-    authors' script), or, with ``top_k``, for the k highest scores of each image.
+    authors' script), or, with ``top_k``, for the k highest scores of each image; with
+    ``top_k_threshold`` as well a top-k label must also pass the threshold (the authors'
+    ``overall_topk``, which keeps the top-3 logits that are >= 0.6).
     mAP averages the classes that have positives; CP and CR average the per-class
     precision / recall over those same classes (a class never predicted has precision 0);
     CF1 and OF1 are the harmonic means of (CP, CR) and (OP, OR).
@@ -87,9 +90,10 @@ def multilabel_metrics(
             raise ValueError(f"top_k must be in [1, {scores.shape[1]}], got {top_k}")
         predicted = torch.zeros_like(scores)
         predicted.scatter_(1, scores.topk(top_k, dim=1).indices, 1.0)
+        if top_k_threshold:
+            predicted *= _passes(scores, threshold, apply_sigmoid)
     else:
-        probs = torch.sigmoid(scores) if apply_sigmoid else scores
-        predicted = (probs >= threshold).double()
+        predicted = _passes(scores, threshold, apply_sigmoid)
     tp = (predicted * targets).sum(0)
     n_pred = predicted.sum(0)
     n_gt = targets.sum(0)
@@ -112,6 +116,11 @@ def multilabel_metrics(
         "OF1": 100 * f1(op, orr),
         "per_class_AP": [100 * v for v in ap.tolist()],
     }
+
+
+def _passes(scores: Tensor, threshold: float, apply_sigmoid: bool) -> Tensor:
+    """1.0 where the (sigmoid of the) score reaches the threshold."""
+    return ((torch.sigmoid(scores) if apply_sigmoid else scores) >= threshold).double()
 
 
 def topk_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:

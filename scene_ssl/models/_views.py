@@ -39,3 +39,10 @@ def get_views(batch: Any, expected: int, method: str) -> list[Tensor]:
 def stack_pairs(views: list[Tensor], blocks: int) -> tuple[Tensor, Tensor]:
     """``[t1(B1..Bn), t2(B1..Bn)]`` -> (x1, x2), each (n·B, C, H, W), block-major."""
     return torch.cat(views[:blocks], dim=0), torch.cat(views[blocks:], dim=0)
+
+
+def batch_extras(batch: Any) -> tuple[Tensor | None, bool]:
+    """``(batch["index"], batch["diagnostics"])`` of a dict batch, ``(None, False)`` otherwise."""
+    if not isinstance(batch, dict):
+        return None, False
+    return batch.get("index"), bool(batch.get("diagnostics", False))

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..heads import SimSiamPredictionHead, SimSiamProjectionHead
 from ..losses import ImageAwareContrastiveLoss, NegativeCosineLoss
-from ..losses._validate import positive_int
+from ..losses._validate import positive_float, positive_int
 from ._views import get_views, stack_pairs
 from .backbone import TimmBackbone
 from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size, shared_permutation
@@ -72,6 +72,10 @@ class BAM(nn.Module):
     ) -> None:
         super().__init__()
         positive_int("blocks", blocks)
+        positive_float("ia_temperature", ia_temperature)  # named as the method's argument, not the loss's
+        positive_float("ia_base_temperature", ia_base_temperature)
+        if ia_form not in ("in", "out"):
+            raise ValueError(f"ia_form must be 'in' or 'out', got {ia_form!r}")
         if ia_weight < 0:
             raise ValueError(f"ia_weight must be >= 0, got {ia_weight}")
         self.encoder = TimmBackbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))

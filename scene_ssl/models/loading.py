@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from .backbone import TimmBackbone
 
-__all__ = ["load_backbone"]
+__all__ = ["load_backbone", "export_folder"]
 
 
 def load_backbone(source: str) -> TimmBackbone:
@@ -52,3 +52,15 @@ def load_backbone(source: str) -> TimmBackbone:
     raise ValueError(
         f"cannot load a backbone from {source!r}: not hf-hub:, local-dir:, random:, an export folder or a training output folder"
     )
+
+
+def export_folder(source: str) -> Path | None:
+    """The local scene_ssl export folder a checkpoint source points at (one holding
+    ``scene_ssl.json``), or None (Hub ids, random init, checkpoints without an export):
+    where a probe writes its results into the model card.
+    """
+    path = Path(source.split(":", 1)[1]) if source.startswith("local-dir:") else Path(source)
+    for folder in (path, path / "export"):
+        if (folder / "scene_ssl.json").is_file() and (folder / "config.json").is_file():
+            return folder
+    return None

@@ -7,14 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..losses import KNNSoftmaxLoss, MLSLoss
+from ..losses import KNNSoftmaxLoss, MLSLoss, mls_topk
+from .diagnostics import pseudo_label_precision
 from .moco import MoCoV2
 from .queue import FeatureQueue
 
 __all__ = ["MLS"]
 
 LOSS_FORMS = ("bce", "bce_pos", "knn_softmax")
-LABEL_SOURCES = ("g", "z", "both")
+DICTIONARIES = ("both", "g", "z")
 
 
 class MLS(MoCoV2):
@@ -25,6 +26,15 @@ class MLS(MoCoV2):
     encoder). Each query gets k binary pseudo-labels over the queue, ``IsTopk(ĝ_q·Q̂_gᵀ)``,
     and ``L = L_nce + λ · L_mls``. Keys are enqueued into both queues after the loss.
 
+    When MLS helps: its positives are the queue entries nearest to the query in backbone
+    space, so it adds signal only once those neighbours tend to share objects with the
+    query (a measurable fact: :meth:`set_label_table` makes the diagnostics report the
+    top-k precision next to chance). From a poor starting point (near-collapsed
+    embeddings, InfoNCE near chance) the BCE's push away from every negative is the same
+    vector for all queries and rotates the embeddings together instead of spreading them;
+    a warm-up of InfoNCE alone (the paper's remedy, §3.3; the training loop's
+    ``mls_warmup_epochs`` sets ``self.mls_active = False`` for it) avoids that start.
+
     Args:
         backbone: timm model name.
         dim: d_z (256). hidden_dim: MLP width (2048). queue_size: D (4096).
@@ -32,10 +42,11 @@ class MLS(MoCoV2):
         topk: k (20). mls_weight: λ (0.5).
         loss_form: ``"bce"`` (the paper), ``"bce_pos"`` (no negative terms, supp. Eq. 15)
             or ``"knn_softmax"`` (supp. Eq. 10).
-        label_source: where the top-k comes from: ``"g"`` = Q_g only (the paper's
-            choice, Table 7), ``"z"`` = Q_z only, ``"both"`` = top-k of the summed
-            similarities to both dictionaries (our reading of "both" in Table 7).
-        shuffle_bn / pretrained / backbone_kwargs: as :class:`MoCoV2`.
+        dictionary: which queues the BCE uses (the paper's Table 7): ``"both"`` = labels
+            from Q_g, logits from Q_z (MLS itself); ``"g"`` = labels and logits from Q_g
+            (the logits ĝ_q·Q̂_gᵀ then train the backbone directly); ``"z"`` = labels and
+            logits from Q_z.
+        shuffle_bn / bn_splits / pretrained / backbone_kwargs: as :class:`MoCoV2`.
 
     Example:
         >>> import torch
@@ -43,6 +54,14 @@ class MLS(MoCoV2):
         >>> out = model({"views": [torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)]})
         >>> sorted(out)
         ['loss', 'loss_mls', 'loss_nce']
+
+    With the dataset's labels, the diagnostics measure the pseudo-labels:
+
+        >>> model.set_label_table(torch.eye(8)[torch.arange(16) % 8])  # 16 images, 8 classes
+        >>> x = [torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)]
+        >>> out = model({"views": x, "index": torch.arange(4), "diagnostics": True})
+        >>> sorted(k for k in out if k.startswith("pl_"))
+        ['pl_chance', 'pl_precision']
     """
 
     def __init__(
@@ -57,15 +76,16 @@ class MLS(MoCoV2):
         topk: int = 20,
         mls_weight: float = 0.5,
         loss_form: str = "bce",
-        label_source: str = "g",
+        dictionary: str = "both",
         shuffle_bn: bool = True,
+        bn_splits: int = 1,
         pretrained: bool = False,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if loss_form not in LOSS_FORMS:
             raise ValueError(f"loss_form must be one of {LOSS_FORMS}, got {loss_form!r}")
-        if label_source not in LABEL_SOURCES:
-            raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {label_source!r}")
+        if dictionary not in DICTIONARIES:
+            raise ValueError(f"dictionary must be one of {DICTIONARIES}, got {dictionary!r}")
         if isinstance(topk, int) and isinstance(queue_size, int) and topk > queue_size:
             raise ValueError(f"topk={topk} must not exceed queue_size={queue_size}")
         if mls_weight < 0:
@@ -78,6 +98,7 @@ class MLS(MoCoV2):
             momentum=momentum,
             temperature=temperature,
             shuffle_bn=shuffle_bn,
+            bn_splits=bn_splits,
             pretrained=pretrained,
             backbone_kwargs=backbone_kwargs,
         )
@@ -88,28 +109,48 @@ class MLS(MoCoV2):
             self.mls_criterion = MLSLoss(temperature, topk, negatives=loss_form == "bce")
         self.mls_weight = float(mls_weight)
         self.loss_form = loss_form
-        self.label_source = label_source
+        self.dictionary = dictionary
+        self.topk = topk
+        self.mls_active = True  # False: InfoNCE alone (warm-up); loss_mls is still reported
+        self._label_table: Tensor | None = None
 
-    def _label_features(self, g_q: Tensor, z_q: Tensor) -> tuple[Tensor, Tensor]:
-        """(query features, queue) the top-k pseudo-labels are chosen from."""
-        if self.label_source == "g":
-            return g_q.detach(), self.queue_g.features
-        if self.label_source == "z":
-            return z_q.detach(), self.queue.features
-        # Σ of two cosine similarities == dot product of the concatenated unit vectors
-        q = torch.cat([F.normalize(g_q.detach().float(), dim=1), F.normalize(z_q.detach().float(), dim=1)], dim=1)
-        return q, torch.cat([self.queue_g.features, self.queue.features], dim=1)
+    def set_label_table(self, labels: Tensor | None) -> None:
+        """Multi-hot labels (N, C) of the training set, indexed like ``batch["index"]``, for
+        the pseudo-label diagnostics (never for training). ``None`` switches them off. The
+        table is kept on the module's device; it is not part of the state_dict."""
+        device = self.queue.features.device
+        self._label_table = None if labels is None else labels.to(device=device, dtype=torch.bool)
+
+    def _dictionaries(self, g_q: Tensor, z_q: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(label query, logit query, label queue, logit queue) of the chosen Table 7 variant."""
+        if self.dictionary == "g":
+            return g_q, g_q, self.queue_g.features, self.queue_g.features
+        if self.dictionary == "z":
+            return z_q, z_q, self.queue.features, self.queue.features
+        return g_q, z_q, self.queue_g.features, self.queue.features
 
     def _losses(self, g_q: Tensor, z_q: Tensor, g_k: Tensor, z_k: Tensor) -> dict[str, Tensor]:
         out = super()._losses(g_q, z_q, g_k, z_k)
-        label_q, label_queue = self._label_features(g_q, z_q)
-        loss_mls = self.mls_criterion(label_q, z_q, label_queue, self.queue.features)
-        out["loss"] = out["loss"] + self.mls_weight * loss_mls
+        loss_mls = self.mls_criterion(*self._dictionaries(g_q, z_q))  # labels carry no gradient
+        weight = self.mls_weight if self.mls_active else 0.0
+        out["loss"] = out["loss"] + weight * loss_mls
         out["loss_mls"] = loss_mls.detach()
         return out
 
     @torch.no_grad()
-    def _enqueue(self, g_k: Tensor, z_k: Tensor) -> None:
+    def _diagnostics(self, g_q: Tensor, z_q: Tensor, g_k: Tensor, z_k: Tensor, index: Tensor | None) -> dict[str, Tensor]:
+        out = super()._diagnostics(g_q, z_q, g_k, z_k, index)
+        if self._label_table is None or index is None:
+            return out
+        label_q, _, label_queue, _ = self._dictionaries(g_q, z_q)
+        rows = mls_topk(label_q, label_queue, self.topk)  # (B, k)
+        valid = self.queue.index >= 0
+        queue_labels = self._label_table[self.queue.index.clamp_min(0)]  # (K, C)
+        out["pl_precision"], out["pl_chance"] = pseudo_label_precision(rows, self._label_table[index], queue_labels, valid)
+        return out
+
+    @torch.no_grad()
+    def _enqueue(self, g_k: Tensor, z_k: Tensor, index: Tensor | None) -> None:
         # Same batch, same number of rows, same pointer arithmetic: Q_g and Q_z stay aligned.
-        self.queue_g.enqueue(F.normalize(g_k.float(), dim=1))
-        super()._enqueue(g_k, z_k)
+        self.queue_g.enqueue(F.normalize(g_k.float(), dim=1), index)
+        super()._enqueue(g_k, z_k, index)

@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..data import load_dataset
+from ..export import evaluation_result
 from ..metrics import METRIC_NAMES
 from ..models import TimmBackbone
 from .features import extract_features
 from .linear import fit_linear_head, probe_metrics
 
-__all__ = ["compare_with_random_init", "format_table"]
+__all__ = ["compare_with_random_init", "probe_after_training", "format_table"]
+
 
 def format_table(rows: dict[str, dict]) -> str:
     lines = ["| backbone | " + " | ".join(METRIC_NAMES) + " |", "|---|" + "---:|" * len(METRIC_NAMES)]
@@ -23,7 +26,7 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def compare_with_random_init(encoder: TimmBackbone, cfg, *, device, out_dir: Path,
+def compare_with_random_init(encoder: nn.Module, cfg, *, device, out_dir: Path,
                              print_fn: Callable = print) -> dict[str, dict]:
     """Linear-probe ``encoder`` and a freshly initialised copy of its architecture on
     ``cfg.probe_data`` (train -> val), print the table and write ``probe.json``."""
@@ -31,6 +34,8 @@ def compare_with_random_init(encoder: TimmBackbone, cfg, *, device, out_dir: Pat
     val = load_dataset(cfg.probe_data, "val", drop_unlabeled=True)
     torch.manual_seed(cfg.seed)
     random_init = TimmBackbone(cfg.backbone).to(device)
+    print_fn(f"\nlinear probe ({cfg.probe_pool} pool, {cfg.probe_image_size} px, {cfg.probe_epochs} epochs) on "
+             f"{cfg.probe_data}: {len(train)} train / {len(val)} val images, trained vs random-init backbone")
     results = {}
     for name, backbone in (("pretrained", encoder), ("random init", random_init)):
         kw = dict(image_size=cfg.probe_image_size, pool=cfg.probe_pool, device=device, num_workers=min(2, cfg.num_workers))
@@ -39,6 +44,21 @@ def compare_with_random_init(encoder: TimmBackbone, cfg, *, device, out_dir: Pat
         head = fit_linear_head(f_train, y_train, epochs=cfg.probe_epochs, seed=cfg.seed)
         m = probe_metrics(head, f_val, y_val)
         results[name] = {k: v for k, v in m.items() if k != "per_class_AP"}
-    print_fn(f"\nlinear probe ({cfg.probe_pool} pool, {cfg.probe_image_size}px) on {cfg.probe_data} val:\n" + format_table(results))
+    print_fn(format_table(results))
     (Path(out_dir) / "probe.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def probe_after_training(cfg, run) -> list[dict[str, Any]]:
+    """The recipe's evaluation step: when ``cfg.probe_data`` is set and the run finished,
+    :func:`compare_with_random_init` on the main process; returns the trained backbone's
+    result as export entries (:func:`scene_ssl.export.evaluation_result`)."""
+    if not cfg.probe_data or not run.finished or os.environ.get("RANK", "0") != "0":
+        return []
+    device = next(run.model.parameters()).device
+    table = compare_with_random_init(run.model.encoder, cfg, device=device, out_dir=run.output_dir)
+    baseline = ", ".join(f"{k} {table['random init'][k]:.1f}" for k in ("mAP", "CF1", "OF1"))
+    return [evaluation_result(
+        "image-classification", f"multi-label linear probe ({cfg.probe_pool}, {cfg.probe_image_size} px)",
+        cfg.probe_data.split(":", 1)[-1] if cfg.probe_data.startswith("hf:") else cfg.probe_data.split(":", 1)[0],
+        {k: table["pretrained"][k] for k in METRIC_NAMES}, source=f"main job (random init: {baseline})")]

@@ -3,46 +3,51 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..cli import option
+
 __all__ = ["LinearProbeConfig", "KNNProbeConfig"]
+
+_MODEL = "training output folder | export folder | local-dir:... | hf-hub:org/name | random:<timm name>"
+_IMAGE_SIZE = "image side, px (default: the model's own input size, from its pretrained_cfg)"
 
 
 @dataclasses.dataclass
 class LinearProbeConfig:
     """The BAM authors' GAMP linear probe (defaults), on any checkpoint and dataset."""
 
-    model: str = "outputs/mls_scenes"  # training dir | export dir | local-dir:... | hf-hub:... | random:<arch>
-    data: str = "scenes"
-    train_split: str = "train"
-    val_split: str = "val"
-    mode: str = "auto"  # auto | multilabel | singlelabel
-    pool: str = "avgmax"  # avgmax (GAMP) | avg | max
-    image_size: int = 448
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float | None = None  # None: 10 x batch / 256
-    weight_decay: float = 0.0
-    threshold: float = 0.5  # on sigmoid(logit); see logit_threshold
-    logit_threshold: float | None = None  # e.g. 0.6: threshold raw logits, as the authors' script does
-    cache_features: bool = True  # extract once (eval transform); False: RRC + flip through the backbone every epoch
-    num_workers: int = 4
-    seed: int = 0
-    output_dir: str = "outputs/probe_linear"
+    model: str = option("outputs/mls_scenes", _MODEL)
+    data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | folder:/path (class subfolders)")
+    train_split: str = option("train", "split the head is trained on")
+    val_split: str = option("val", "split the metrics are measured on")
+    mode: str = option("auto", "auto | multilabel | singlelabel")
+    pool: str = option("avgmax", "pooling of the frozen feature map: avgmax (GAMP) | avg | max")
+    image_size: int | None = option(None, _IMAGE_SIZE)
+    epochs: int = option(100, "epochs of the linear head")
+    batch_size: int = option(64, "images per batch")
+    lr: float | None = option(None, "learning rate of the head (default: 10 x batch / 256, the authors' rule)")
+    weight_decay: float = option(0.0, "weight decay of the head")
+    threshold: float = option(0.5, "a label is predicted when sigmoid(logit) >= threshold")
+    logit_threshold: float | None = option(None, "threshold raw logits instead (0.6: the authors' script, top-3 included)")
+    cache_features: bool = option(True, "extract features once (eval transform); false: RRC + flip through the backbone every epoch")
+    num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
+    seed: int = option(0, "seed of the head and the batches")
+    output_dir: str = option("outputs/probe_linear", "where metrics.json and the feature cache go")
 
 
 @dataclasses.dataclass
 class KNNProbeConfig:
     """k-nearest-neighbour classification on frozen, L2-normalised features."""
 
-    model: str = "outputs/mls_scenes"
-    data: str = "scenes"
-    train_split: str = "train"
-    val_split: str = "val"
-    mode: str = "auto"
-    pool: str = "avg"
-    image_size: int = 224
-    k: int = 20
-    temperature: float = 0.07  # neighbour weight exp(cos / T)
-    batch_size: int = 64
-    num_workers: int = 4
-    seed: int = 0
-    output_dir: str = "outputs/probe_knn"
+    model: str = option("outputs/mls_scenes", _MODEL)
+    data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | folder:/path (class subfolders)")
+    train_split: str = option("train", "split the neighbours come from")
+    val_split: str = option("val", "split the metrics are measured on")
+    mode: str = option("auto", "auto | multilabel | singlelabel")
+    pool: str = option("avg", "pooling of the frozen feature map: avgmax | avg | max")
+    image_size: int | None = option(None, _IMAGE_SIZE)
+    k: int = option(20, "neighbours per query")
+    temperature: float = option(0.07, "neighbour weight exp(cos / T)")
+    batch_size: int = option(64, "images per batch of feature extraction")
+    num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
+    seed: int = option(0, "seed")
+    output_dir: str = option("outputs/probe_knn", "where metrics.json and the feature cache go")

@@ -11,6 +11,7 @@ from PIL import Image
 from timm.layers import SelectAdaptivePool2d
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from ..data.decode import DecodeError, decode_image
 from ..data.sampler import seeded_generator
@@ -91,11 +92,13 @@ def extract_features(
     num_workers: int = 2,
     device: torch.device | str = "cpu",
     accelerator=None,
+    desc: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Pooled features (N, C) and targets (N, K) of a frozen backbone (BN in eval mode).
 
     ``backbone`` is a :class:`~scene_ssl.models.TimmBackbone`. With an ``accelerator`` the
     images are split over the processes and gathered back with ``gather_for_metrics``.
+    ``desc`` shows a progress bar with that label.
     """
     was_training = backbone.training
     backbone.eval()
@@ -105,7 +108,8 @@ def extract_features(
     if accelerator is not None:
         loader = accelerator.prepare(loader)
     feats, targets = [], []
-    for batch in loader:
+    show = desc is not None and (accelerator is None or accelerator.is_local_main_process)
+    for batch in tqdm(loader, desc=desc, disable=not show, leave=False):
         f = features(batch["pixels"])
         t = batch["target"].to(device)
         if accelerator is not None:

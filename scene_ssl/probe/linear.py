@@ -6,9 +6,10 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..metrics import multilabel_metrics
-from ..train.schedule import cosine_lr
+from ..schedule import cosine_lr
 
 __all__ = ["fit_linear_head", "train_linear_head", "new_linear_head", "probe_lr", "probe_metrics"]
 
@@ -36,11 +37,13 @@ def train_linear_head(
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     single_label: bool = False,
+    desc: str | None = None,
 ) -> nn.Linear:
-    """SGD with a cosine schedule over ``epoch_batches(epoch)`` -> (features (B, C), targets (B, K))."""
+    """SGD with a cosine schedule over ``epoch_batches(epoch)`` -> (features (B, C), targets (B, K)).
+    ``desc`` shows a progress bar over the epochs with that label."""
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     total, step = epochs * steps_per_epoch, 0
-    for epoch in range(epochs):
+    for epoch in tqdm(range(epochs), desc=desc, disable=desc is None, leave=False):
         for features, targets in epoch_batches(epoch):
             logits = head(features)
             if single_label:
@@ -67,6 +70,7 @@ def fit_linear_head(
     momentum: float = 0.9,
     single_label: bool = False,
     seed: int = 0,
+    desc: str | None = None,
 ) -> nn.Linear:
     """Train ``Linear(C, K)`` on cached pooled features (N, C).
 
@@ -89,7 +93,7 @@ def fit_linear_head(
 
     return train_linear_head(head, epoch_batches, steps_per_epoch, epochs=epochs,
                              lr=probe_lr(batch_size, lr), weight_decay=weight_decay,
-                             momentum=momentum, single_label=single_label)
+                             momentum=momentum, single_label=single_label, desc=desc)
 
 
 @torch.no_grad()

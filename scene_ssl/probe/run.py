@@ -1,19 +1,27 @@
-"""The probe recipes' bodies: load a backbone, extract (and cache) features, fit, report."""
+"""The probe recipes' bodies: load a backbone, extract (and cache) features, fit, report.
+
+Each run prints what it probes (model, data, split sizes, image size, pool) before the
+slow part, shows progress bars for feature extraction and the head, writes
+``metrics.json``, and adds its result to the model card when the model is a local export.
+"""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Callable
 
+import timm
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from ..data import class_names, load_dataset
+from ..data import class_names, load_dataset, worker_count
 from ..data.schema import fingerprint_of
+from ..export import add_results, evaluation_result
 from ..metrics import METRIC_NAMES, multilabel_metrics, topk_accuracy
-from ..models import load_backbone
+from ..models import TimmBackbone, export_folder, load_backbone
 from .config import KNNProbeConfig, LinearProbeConfig
 from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn
 from .knn import knn_scores
@@ -21,12 +29,20 @@ from .linear import fit_linear_head, new_linear_head, probe_lr, train_linear_hea
 
 __all__ = ["run_linear_probe", "run_knn_probe"]
 
+
 def _mode(cfg, train) -> str:
     if cfg.mode not in ("auto", "multilabel", "singlelabel"):
         raise ValueError(f"mode must be auto, multilabel or singlelabel, got {cfg.mode!r}")
     if cfg.mode != "auto":
         return cfg.mode
     return "singlelabel" if max(len(l) for l in train["labels"]) == 1 else "multilabel"
+
+
+def _resolved(cfg, backbone: TimmBackbone):
+    """``cfg`` with the image size from the model's own pretrained_cfg when none was given,
+    and the workers capped at the CPUs available."""
+    size = cfg.image_size or timm.data.resolve_model_data_config(backbone.model)["input_size"][-1]
+    return dataclasses.replace(cfg, image_size=int(size), num_workers=worker_count(cfg.num_workers))
 
 
 def _features(cfg, backbone, ds, split, accelerator, cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,7 +53,8 @@ def _features(cfg, backbone, ds, split, accelerator, cache_dir: Path) -> tuple[t
         cached = torch.load(path, weights_only=True)
         return cached["features"], cached["targets"]
     feats, targets = extract_features(backbone, ds, image_size=cfg.image_size, pool=cfg.pool, batch_size=cfg.batch_size,
-                                      num_workers=cfg.num_workers, device=accelerator.device, accelerator=accelerator)
+                                      num_workers=cfg.num_workers, device=accelerator.device, accelerator=accelerator,
+                                      desc=f"features ({split})")
     if accelerator.is_main_process:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -62,9 +79,14 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
             yield f, batch["target"].to(device)
 
     head = new_linear_head(backbone.num_features, len(train_ds[0]["multi_hot"])).to(device)
-    train_linear_head(head, epoch_batches, len(loader), epochs=cfg.epochs, lr=probe_lr(cfg.batch_size, cfg.lr), weight_decay=cfg.weight_decay,
-                      single_label=single_label)
+    train_linear_head(head, epoch_batches, len(loader), epochs=cfg.epochs, lr=probe_lr(cfg.batch_size, cfg.lr),
+                      weight_decay=cfg.weight_decay, single_label=single_label, desc="linear head (online)")
     return head.cpu()
+
+
+def _header(cfg, kind: str, train, val, print_fn: Callable) -> None:
+    print_fn(f"{kind} of {cfg.model} on {cfg.data}: {len(train)} {cfg.train_split} / {len(val)} {cfg.val_split} images, "
+             f"{cfg.image_size} px, {cfg.pool} pool")
 
 
 def _report(cfg, mode: str, scores: torch.Tensor, targets: torch.Tensor, names: list[str], extra: dict,
@@ -75,7 +97,10 @@ def _report(cfg, mode: str, scores: torch.Tensor, targets: torch.Tensor, names: 
         print_fn(f"top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}")
     else:
         result = multilabel_metrics(scores, targets, **(threshold_kwargs or {}))
-        result["top3"] = {k: v for k, v in multilabel_metrics(scores, targets, top_k=min(3, scores.shape[1])).items()
+        # with the logit threshold (the authors' parity mode) their top-3 also needs the threshold
+        parity = ({**threshold_kwargs, "top_k_threshold": True} if getattr(cfg, "logit_threshold", None) is not None
+                  else {})
+        result["top3"] = {k: v for k, v in multilabel_metrics(scores, targets, top_k=min(3, scores.shape[1]), **parity).items()
                           if k != "per_class_AP"}
         result["per_class_AP"] = dict(zip(names, result["per_class_AP"]))
         print_fn("| " + " | ".join(METRIC_NAMES) + " |\n|" + "---:|" * len(METRIC_NAMES) + "\n| "
@@ -86,6 +111,19 @@ def _report(cfg, mode: str, scores: torch.Tensor, targets: torch.Tensor, names: 
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     print_fn(f"wrote {out / 'metrics.json'}")
     return result
+
+
+def _to_card(cfg, kind: str, mode: str, result: dict, print_fn: Callable) -> None:
+    """Add the result to the model card when ``cfg.model`` is a local scene_ssl export."""
+    folder = export_folder(cfg.model)
+    if folder is None:
+        return
+    names = METRIC_NAMES if mode == "multilabel" else ("top1", "top5")
+    task = f"{'multi' if mode == 'multilabel' else 'single'}-label {kind} ({cfg.pool}, {cfg.image_size} px)"
+    data = cfg.data.split(":", 1)[-1] if cfg.data.startswith("hf:") else cfg.data.split(":", 1)[0]
+    add_results(folder, [evaluation_result("image-classification", task, data, {k: result[k] for k in names},
+                                           split=cfg.val_split, source=f"probe_{kind.split()[0]}.py")])
+    print_fn(f"added the result to the model card {folder / 'README.md'}")
 
 
 def _load(cfg):
@@ -104,6 +142,8 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
     mode = _mode(cfg, train)
     torch.manual_seed(cfg.seed)
     backbone = load_backbone(cfg.model).to(accelerator.device)
+    cfg = _resolved(cfg, backbone)
+    _header(cfg, "linear probe", train, val, accelerator.print)
     cache = Path(cfg.output_dir) / "features"
     f_val, y_val = _features(cfg, backbone, val, cfg.val_split, accelerator, cache)
     if cfg.cache_features:
@@ -112,7 +152,8 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
     if accelerator.is_main_process:
         if cfg.cache_features:
             head = fit_linear_head(f_train, y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                   weight_decay=cfg.weight_decay, single_label=mode == "singlelabel", seed=cfg.seed)
+                                   weight_decay=cfg.weight_decay, single_label=mode == "singlelabel", seed=cfg.seed,
+                                   desc="linear head")
         else:
             head = _online_head(cfg, backbone, train, accelerator.device, mode == "singlelabel")
         with torch.no_grad():
@@ -122,6 +163,7 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
         result = _report(cfg, mode, scores, y_val, names,
                          {"model": cfg.model, "data": cfg.data, "pool": cfg.pool, "mode": mode, "image_size": cfg.image_size},
                          accelerator.print, threshold)
+        _to_card(cfg, "linear probe", mode, result, accelerator.print)
     accelerator.wait_for_everyone()
     return result
 
@@ -132,6 +174,8 @@ def run_knn_probe(cfg: KNNProbeConfig, accelerator: Accelerator | None = None) -
     train, val, names = _load(cfg)
     mode = _mode(cfg, train)
     backbone = load_backbone(cfg.model).to(accelerator.device)
+    cfg = _resolved(cfg, backbone)
+    _header(cfg, f"kNN probe (k={cfg.k})", train, val, accelerator.print)
     cache = Path(cfg.output_dir) / "features"
     f_train, y_train = _features(cfg, backbone, train, cfg.train_split, accelerator, cache)
     f_val, y_val = _features(cfg, backbone, val, cfg.val_split, accelerator, cache)
@@ -139,7 +183,9 @@ def run_knn_probe(cfg: KNNProbeConfig, accelerator: Accelerator | None = None) -
     if accelerator.is_main_process:
         scores = knn_scores(f_train, y_train, f_val, k=cfg.k, temperature=cfg.temperature)
         # the scores are vote fractions in [0, 1]: a label is predicted by at least half the weight
-        result = _report(cfg, mode, scores, y_val, names, {"model": cfg.model, "data": cfg.data, "k": cfg.k, "mode": mode},
+        result = _report(cfg, mode, scores, y_val, names, {"model": cfg.model, "data": cfg.data, "k": cfg.k, "mode": mode,
+                                                            "image_size": cfg.image_size},
                          accelerator.print, {"threshold": 0.5, "apply_sigmoid": False})
+        _to_card(cfg, f"knn probe k={cfg.k}", mode, result, accelerator.print)
     accelerator.wait_for_everyone()
     return result

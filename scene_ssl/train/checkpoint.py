@@ -40,13 +40,20 @@ def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and _NAME.match(p.name))
 
 
-def find_checkpoint(resume: str, folder: str | os.PathLike) -> Path:
-    """``"latest"`` -> the newest complete checkpoint in ``folder``; else the given folder."""
-    if resume == "latest":
+def find_checkpoint(resume: str, folder: str | os.PathLike) -> Path | None:
+    """The checkpoint ``--resume`` asks for in ``folder``.
+
+    ``"auto"``: the newest complete checkpoint, or None when there is none (a first launch
+    and a re-submitted one are the same command); ``"latest"``: the newest, and an error
+    when there is none; anything else: that checkpoint folder.
+    """
+    if resume in ("auto", "latest"):
         found = list_checkpoints(folder)
-        if not found:
-            raise FileNotFoundError(f"--resume latest: no checkpoint in {folder}")
-        return found[-1]
+        if found:
+            return found[-1]
+        if resume == "auto":
+            return None
+        raise FileNotFoundError(f"--resume latest: no checkpoint in {folder} (--resume auto starts fresh when there is none)")
     path = Path(resume)
     if not (path / "trainer_state.json").is_file():
         raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no trainer_state.json)")

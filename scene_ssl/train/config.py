@@ -1,223 +1,131 @@
-"""Typed recipe configs: a dataclass is the schema, YAML overrides it, CLI flags override that.
+"""The pretraining recipes' config schemas (defaults: the papers' ResNet-50 COCO runs).
 
-``parse_config(MLSConfig, argv)`` builds ``--field-name`` flags from the dataclass fields,
-reads ``--config file.yaml`` first (unknown keys are an error, naming the key and the file),
-then applies the flags given on the command line. ``save_config`` writes the resolved
-config next to the outputs; it is also embedded in the exported checkpoint.
+Each field's help text is its ``--help`` line; see :mod:`scene_ssl.cli` for how YAML files
+and flags override the defaults. ``check()`` refuses values that cannot train, naming the
+field, before anything is built.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
-import types
-import typing
-from pathlib import Path
-from typing import Any, Sequence, TypeVar
 
-import yaml
+from ..cli import option
 
-__all__ = ["PretrainConfig", "MLSConfig", "BAMConfig", "parse_config", "parse_recipe_config", "load_config", "save_config", "config_to_dict"]
+__all__ = ["PretrainConfig", "MLSConfig", "BAMConfig", "AUGMENT_ON", "MIXED_PRECISION"]
 
-C = TypeVar("C")
+AUGMENT_ON = ("cpu", "gpu")
+MIXED_PRECISION = (None, "no", "bf16", "fp16")
 
 
 @dataclasses.dataclass
 class PretrainConfig:
-    """Fields shared by every pretraining recipe (defaults: the papers' ResNet-50 COCO runs)."""
+    """Fields shared by every pretraining recipe."""
 
     # data
-    data: str = "scenes"  # scenes | coco:/path | hf:<repo> | folder:/path
-    split: str = "train"
-    image_size: int = 224
-    crop_scale_min: float = 0.2  # RandomResizedCrop scale (min, 1.0)
-    hue_mode: str = "yiq"  # yiq (one colour matrix, fast) | hsv (torchvision's exact hue)
-    augment_on: str = "cpu"  # cpu: PIL in the workers | gpu: workers only decode, views rendered on the training device
-    decode_max_side: int | None = None  # gpu path: decode big JPEGs at a reduced DCT scale, never below this side
-    num_workers: int = 8
+    data: str = option("scenes", "training images: scenes (embedded) | coco:/path | hf:<repo or folder> | folder:/path")
+    split: str = option("train", "split of --data to train on")
+    image_size: int = option(224, "side of the square training views, px")
+    crop_scale_min: float = option(0.2, "RandomResizedCrop keeps (crop-scale-min, 1.0) of the image area")
+    hue_mode: str = option("yiq", "colour-jitter hue: yiq (one colour matrix, fast) | hsv (torchvision's exact hue)")
+    augment_on: str = option("cpu", "cpu: workers render the views with PIL | gpu: workers only decode, views are rendered on the device")
+    decode_max_side: int | None = option(None, "gpu augmentation: decode big JPEGs at a reduced DCT scale, never below this side")
+    num_workers: int = option(8, "data-loader processes per training process (capped at the CPUs available)")
     # model
-    backbone: str = "resnet50"
-    pretrained: bool = False
-    channels_last: bool = True
-    compile: bool = False
-    # optimisation (SGD, cosine; lr = base_lr x total_batch / 256)
-    epochs: int = 200
-    max_steps: int | None = None  # length of the run in optimiser steps (overrides epochs)
-    stop_after: int | None = None  # end this run at that step, schedule unchanged (time limits); --resume latest goes on
-    batch_size: int = 256  # per process
-    base_lr: float = 0.03
-    weight_decay: float = 1e-4
-    sgd_momentum: float = 0.9
-    warmup_epochs: float = 0.0
-    grad_accum_steps: int = 1
-    clip_grad_norm: float | None = None
-    mixed_precision: str | None = None  # no | bf16 | fp16; None = the accelerate launch config
-    seed: int = 0
+    backbone: str = option("resnet50", "any timm model name")
+    pretrained: bool = option(False, "start from timm's pretrained weights")
+    channels_last: bool = option(True, "channels-last memory format (faster convolutions on GPUs)")
+    sync_bn: bool = option(False, "BatchNorm statistics over all processes (timm's convert_sync_batchnorm; GPUs only)")
+    compile: bool = option(False, "torch.compile the method")
+    # optimisation: SGD, cosine schedule, lr = base_lr x total batch / 256
+    epochs: int = option(200, "length of the run in epochs")
+    max_steps: int | None = option(None, "length of the run in optimiser steps (overrides --epochs)")
+    stop_after: int | None = option(None, "end this run at that step with the schedule unchanged (time limits); go on with --resume auto")
+    batch_size: int = option(256, "images per process per forward")
+    base_lr: float = option(0.03, "learning rate per 256 images: lr = base_lr x total batch / 256")
+    weight_decay: float = option(1e-4, "SGD weight decay")
+    sgd_momentum: float = option(0.9, "SGD momentum")
+    warmup_epochs: float = option(0.0, "linear learning-rate warm-up, epochs")
+    grad_accum_steps: int = option(1, "forwards per optimiser step (gradient accumulation)")
+    clip_grad_norm: float | None = option(None, "clip the gradient norm to this value")
+    mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
+    seed: int = option(0, "seed of the weights, the views and the data order")
     # outputs
-    output_dir: str = "outputs/pretrain"
-    log_every: int = 50
-    save_every: int = 1000  # optimiser steps between checkpoints (0: only at the end)
-    keep_checkpoints: int = 2
-    resume: str | None = None  # "latest" or a checkpoint folder
-    export: bool = True
-    export_tag: str | None = None
-    # after training: linear probe of the backbone vs a random-init one (the main job)
-    probe_data: str | None = None
-    probe_image_size: int = 224
-    probe_epochs: int = 100
-    probe_pool: str = "avgmax"
+    output_dir: str = option("outputs/pretrain", "where checkpoints, logs, the export and config.yaml go")
+    log_every: int = option(50, "optimiser steps between log lines (losses and diagnostics)")
+    save_every: int = option(1000, "optimiser steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = option(2, "checkpoints kept on disk")
+    resume: str | None = option(None, "auto (resume if a checkpoint exists, else start) | latest | a checkpoint folder")
+    export: bool = option(True, "export the backbone as a timm-loadable checkpoint at the end")
+    export_tag: str | None = option(None, "name of the export (default: <arch>-<method>-<data>)")
+    # evaluation
+    monitor_every: int = option(0, "epochs between kNN checks of the backbone on --probe-data val (0: off)")
+    probe_data: str | None = option(None, "after training, linear-probe the backbone and a random-init one on this data (none: skip)")
+    probe_image_size: int = option(224, "image side of the probes, px")
+    probe_epochs: int = option(100, "epochs of the linear probe's head")
+    probe_pool: str = option("avgmax", "probe pooling: avgmax (GAMP) | avg | max")
 
     def lr(self, num_processes: int) -> float:
         """The papers' scaling rule: ``base_lr x total batch / 256``."""
         return self.base_lr * self.batch_size * num_processes * self.grad_accum_steps / 256
+
+    def check(self) -> None:
+        """Refuse values that cannot train; each message names its field."""
+        if self.max_steps is None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs} (a run that trains nothing exports an untrained backbone)")
+        for name in ("max_steps", "stop_after"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("batch_size", "grad_accum_steps", "log_every", "image_size", "probe_image_size", "probe_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_workers", "save_every", "keep_checkpoints", "monitor_every", "base_lr", "weight_decay", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
+        if self.augment_on not in AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {self.augment_on!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION[1:]}, got {self.mixed_precision!r}")
 
 
 @dataclasses.dataclass
 class MLSConfig(PretrainConfig):
     """MLS (MoCo v2 + two queues + BCE). ``mls_weight: 0`` trains plain MoCo v2."""
 
-    output_dir: str = "outputs/mls"
-    base_lr: float = 0.3
-    queue_size: int = 4096
-    dim: int = 256
-    hidden_dim: int = 2048
-    ema_momentum: float = 0.995
-    ema_schedule: str = "constant"  # constant | cosine (m -> 1, as BYOL)
-    temperature: float = 0.2
-    topk: int = 20
-    mls_weight: float = 0.5
-    loss_form: str = "bce"  # bce | bce_pos | knn_softmax
-    label_source: str = "g"  # g | z | both
-    shuffle_bn: bool = True
+    output_dir: str = option("outputs/mls", "where checkpoints, logs, the export and config.yaml go")
+    base_lr: float = option(0.3, "learning rate per 256 images: lr = base_lr x total batch / 256")
+    queue_size: int = option(4096, "D: entries in each queue (the paper: 4096)")
+    dim: int = option(256, "d_z: size of the MLP embedding")
+    hidden_dim: int = option(2048, "width of the MLP head")
+    ema_momentum: float = option(0.995, "m of the momentum encoder")
+    ema_schedule: str = option("constant", "constant | cosine (m -> 1, as BYOL)")
+    temperature: float = option(0.2, "τ of InfoNCE and of the BCE")
+    topk: int = option(20, "k: pseudo-positives per query")
+    mls_weight: float = option(0.5, "λ of the BCE loss (0: plain MoCo v2)")
+    loss_form: str = option("bce", "bce (the paper) | bce_pos | knn_softmax (supp. ablations)")
+    dictionary: str = option("both", "both (labels from Q_g, logits from Q_z: MLS) | g | z (single-dictionary variants, Table 7)")
+    mls_warmup_epochs: float = option(0.0, "InfoNCE alone for this many epochs before the BCE joins (paper §3.3)")
+    shuffle_bn: bool = option(True, "MoCo's shuffle-BN: keys normalised with other images than their queries")
+    bn_splits: int = option(1, "BN groups per process (queries and shuffled keys): shuffle-BN on a single device")
 
 
 @dataclasses.dataclass
 class BAMConfig(PretrainConfig):
     """BAM + IA-CLoss on SimSiam. ``ia_weight: 0`` and ``blocks: 1`` train plain SimSiam."""
 
-    output_dir: str = "outputs/bam"
-    base_lr: float = 0.05  # x (batch x blocks) / 256: the x4 counts the blocks
-    blocks: int = 4
-    overlap: float = 0.2
-    proj_dim: int = 2048
-    proj_hidden_dim: int = 2048
-    pred_hidden_dim: int = 512
-    ia_weight: float = 4.0
-    ia_temperature: float = 0.3
-    ia_base_temperature: float = 0.07
-    ia_form: str = "in"
-    stop_grad: bool | None = None  # None: no detach with IA-CLoss (authors' code), detach without (SimSiam)
-    shuffle: bool = True
+    output_dir: str = option("outputs/bam", "where checkpoints, logs, the export and config.yaml go")
+    base_lr: float = option(0.05, "learning rate per 256 blocks: lr = base_lr x total batch x blocks / 256")
+    blocks: int = option(4, "blocks per image: 4 (BAM) | 1 (whole image, SimSiam)")
+    overlap: float = option(0.2, "γ: how far each block reaches past the middle, in [0, 0.5)")
+    proj_dim: int = option(2048, "projector output size")
+    proj_hidden_dim: int = option(2048, "projector width")
+    pred_hidden_dim: int = option(512, "predictor bottleneck")
+    ia_weight: float = option(4.0, "λ of IA-CLoss (0: SimSiam's loss alone)")
+    ia_temperature: float = option(0.3, "T of IA-CLoss")
+    ia_base_temperature: float = option(0.07, "T_b of IA-CLoss")
+    ia_form: str = option("in", "in (the authors' code) | out (SupCon L_out, the paper's SUP)")
+    stop_grad: bool | None = option(None, "detach z; none: no detach with IA-CLoss (authors' code), detach without (SimSiam)")
+    shuffle: bool = option(True, "shuffle the pairs across processes (a shuffle-BN)")
 
     def lr(self, num_processes: int) -> float:
         return super().lr(num_processes) * self.blocks
-
-
-# -- parsing ------------------------------------------------------------------------------
-
-def _unwrap_optional(tp):
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def _convert(name: str, tp, value: Any) -> Any:
-    """Coerce a YAML / CLI value to the field's type, or raise ValueError naming the field."""
-    inner, optional = _unwrap_optional(tp)
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
-        if optional:
-            return None
-        raise ValueError(f"config field {name!r} may not be empty")
-    try:
-        if inner is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-                return True
-            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if inner is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if inner is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if inner is str:
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise ValueError
-            return str(value)
-    except (TypeError, ValueError):
-        pass
-    else:
-        return value
-    raise ValueError(f"config field {name!r} expects {getattr(inner, '__name__', inner)}, got {value!r}")
-
-
-def _fields(cls) -> dict[str, tuple[Any, Any]]:
-    """field name -> (resolved type, default)."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(cls)}
-
-
-def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
-    """Defaults of ``cls``, then the YAML file, then ``overrides``; unknown keys are errors."""
-    fields = _fields(cls)
-    values: dict[str, Any] = {}
-    sources: list[tuple[str, dict]] = []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must be a mapping of field: value")
-        sources.append((str(path), loaded))
-    if overrides:
-        sources.append(("the command line", overrides))
-    for where, mapping in sources:
-        for key, value in mapping.items():
-            name = str(key).replace("-", "_")
-            if name not in fields:
-                raise ValueError(f"unknown config key {key!r} in {where}; valid keys: {', '.join(sorted(fields))}")
-            values[name] = _convert(name, fields[name][0], value)
-    return cls(**values)
-
-
-def parse_config(cls: type[C], argv: Sequence[str] | None = None, default_config: str | Path | None = None,
-                 description: str | None = None) -> C:
-    """Build ``cls`` from ``--config`` and ``--field-name value`` flags (``argv`` = sys.argv[1:]).
-
-    ``default_config`` is the YAML used when no ``--config`` is given (it is printed, not hidden).
-    """
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None, help="YAML file overriding the defaults")
-    for name, (_, default) in _fields(cls).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS, metavar="VALUE",
-                            help=f"(default: {default!r})")
-    args = vars(parser.parse_args(argv))
-    path = args.pop("config") or default_config
-    return load_config(cls, path, args)
-
-
-def parse_recipe_config(cls: type[C], argv: Sequence[str] | None, default_config: str | Path, description: str | None = None) -> C:
-    """:func:`parse_config` for a recipe with a default YAML, telling the user when it is used."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--config" or a.startswith("--config=") for a in argv):
-        print(f"no --config given: using {default_config} (the embedded quick run)")
-    return parse_config(cls, argv, default_config=default_config, description=description)
-
-
-def config_to_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def save_config(cfg, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,12 +1,16 @@
 """The one pretraining loop every recipe shares: a plain loop over Accelerate.
 
-Every Accelerate call is visible here: ``prepare``, ``accumulate``, ``backward``,
-``save_state`` / ``load_state`` (through :mod:`.checkpoint`), ``log``. The method module
-owns the algorithm (stop-gradient, momentum encoder, queues); this file owns data,
-optimisation, checkpoints, logging and the export.
+Read it top to bottom: :func:`pretrain` builds the pieces (accelerator, method, data,
+optimiser, the run's plan), resumes, then :func:`_train` runs the epochs, each optimiser
+step going through :func:`_step`, logging through :func:`_log` and checkpoints through
+:mod:`.checkpoint`. Every Accelerate call is visible: ``prepare``, ``accumulate``,
+``backward``, ``save_state`` / ``load_state``, ``log``. The method module owns the
+algorithm (stop-gradient, momentum encoder, queues); probing and exporting the trained
+backbone are the recipe's next steps, not the loop's.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -17,23 +21,79 @@ from typing import Any, Callable
 import timm
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import EpochShuffleSampler, ViewDataset, collate_decoded, collate_views, load_dataset
-from ..transforms import DeviceViewRenderer, ViewNormalizer
+from ..cli import save_config
+from ..schedule import cosine_lr, cosine_momentum
 from ..transforms.multiview import MultiViewTransform
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
-from .config import PretrainConfig, config_to_dict, save_config
-from .schedule import cosine_lr, cosine_momentum
+from .config import PretrainConfig
+from .data import TrainData, build_train_data
+from .preemption import preemption_signals
 
-__all__ = ["pretrain", "NonFiniteLossError"]
+__all__ = ["pretrain", "PretrainResult", "NonFiniteLossError", "make_accelerator"]
+
+#: ``monitor(backbone) -> {name: value}``, called every ``monitor_every`` epochs on the main process
+Monitor = Callable[[nn.Module], dict[str, float]]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last checkpoint written before it is intact."""
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    """What a run produced: the trained method (unwrapped) and where it stopped."""
+
+    model: nn.Module
+    step: int
+    total_steps: int
+    losses: dict[str, float]  # the last logged values
+    checkpoint: Path
+    output_dir: Path
+    stopped_by: str | None = None  # the signal that ended the run early
+    skipped_images: int = 0  # unreadable files, each counted once
+    monitor: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+
+@dataclasses.dataclass
+class _Plan:
+    """How long the run is, and the schedules of each optimiser step."""
+
+    steps_per_epoch: int
+    total_steps: int
+    end_step: int
+    lr: float
+    warmup_steps: int
+    mls_warmup_steps: int
+
+    @classmethod
+    def of(cls, cfg: PretrainConfig, batches_per_epoch: int, lr: float) -> "_Plan":
+        steps_per_epoch = batches_per_epoch // cfg.grad_accum_steps
+        if steps_per_epoch == 0:
+            raise ValueError("fewer batches than grad_accum_steps: lower batch_size or grad_accum_steps")
+        total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+        return cls(steps_per_epoch, total, min(total, cfg.stop_after) if cfg.stop_after else total, lr,
+                   int(cfg.warmup_epochs * steps_per_epoch), int(getattr(cfg, "mls_warmup_epochs", 0.0) * steps_per_epoch))
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What the loop carries between steps."""
+
+    nonfinite: torch.Tensor
+    skipped: set[str] = dataclasses.field(default_factory=set)
+    last_logs: dict[str, float] = dataclasses.field(default_factory=dict)
+    last_checkpoint: Path | None = None
+    window_start: float = dataclasses.field(default_factory=time.perf_counter)
+    window_images: int = 0
+    monitor: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 def _trackers() -> list[str]:
@@ -44,237 +104,274 @@ def _trackers() -> list[str]:
     return ["tensorboard"]
 
 
-def _skipped_files(batch: dict, warned: set[str]) -> int:
-    """Warn once per unreadable file; return how many this batch skipped."""
-    names = batch.get("skipped") or []
-    for name in names:
-        if name not in warned:
-            warned.add(name)
-            warnings.warn(f"skipping unreadable image: {name}", stacklevel=2)
-    return len(names)
+def make_accelerator(cfg: PretrainConfig) -> Accelerator:
+    """The Accelerator a recipe trains with: mixed precision, accumulation, trackers, output dir."""
+    out = Path(cfg.output_dir)
+    return Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum_steps,
+        log_with=_trackers() or None,  # tensorboard when installed; train_log.jsonl always
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),  # pinned batches, copied without blocking
+    )
 
 
-def pretrain(
-    cfg: PretrainConfig,
-    build_model: Callable[[PretrainConfig], nn.Module],
-    build_transform: Callable[[PretrainConfig], MultiViewTransform],
-    *,
-    accelerator: Accelerator | None = None,
-) -> dict[str, Any]:
-    """Train ``build_model(cfg)`` on views from ``build_transform(cfg)``; return a summary.
+def pretrain(cfg: PretrainConfig, build_model: Callable[[PretrainConfig], nn.Module],
+             build_transform: Callable[[PretrainConfig], MultiViewTransform], *,
+             accelerator: Accelerator | None = None, monitor: Monitor | None = None) -> PretrainResult:
+    """Train ``build_model(cfg)`` on views from ``build_transform(cfg)``.
 
-    The summary holds the final ``step``, the last logged ``losses``, the last
-    ``checkpoint``, the trained ``model`` (unwrapped), the ``export`` folder and, when
-    ``cfg.probe_data`` is set, the ``probe`` metrics of the trained and of a randomly
-    initialised backbone.
+    Everything a config can get wrong fails before training: the method's hyperparameters
+    first, then the data spec; ``config.yaml`` is written only after that. SIGTERM / SIGUSR1
+    end the run early with a checkpoint (``--resume auto`` goes on). ``monitor`` (e.g.
+    :class:`scene_ssl.probe.KNNMonitor`) is called every ``cfg.monitor_every`` epochs.
     """
+    cfg.check()
+    accelerator = _checked(accelerator or make_accelerator(cfg), cfg)
+    set_seed(cfg.seed)
+    _fast_backends(accelerator)
+    model = build_model(cfg)  # checks the method's hyperparameters (topk <= queue size, ...)
+    data = build_train_data(cfg, build_transform(cfg), model, accelerator)
+    model = _convert_model(cfg, model, accelerator)
+    lr = cfg.lr(accelerator.num_processes)
+    optimizer = torch.optim.SGD(  # fused on CUDA: one kernel for the whole update instead of one per parameter
+        [p for p in model.parameters() if p.requires_grad], lr=lr, momentum=cfg.sgd_momentum,
+        weight_decay=cfg.weight_decay, fused=True if accelerator.device.type == "cuda" else None)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, data.loader)
+    method = accelerator.unwrap_model(model)
+    if hasattr(method, "set_label_table"):  # pseudo-label diagnostics, when the data has labels
+        method.set_label_table(data.labels)
+    plan = _Plan.of(cfg, len(loader), lr)
+
     out_dir = Path(cfg.output_dir)
-    if accelerator is None:
-        accelerator = Accelerator(
-            mixed_precision=cfg.mixed_precision,
-            gradient_accumulation_steps=cfg.grad_accum_steps,
-            log_with=_trackers(),
-            project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs")),
-            # pinned batches, copied to the GPU without blocking the host
-            dataloader_config=DataLoaderConfiguration(non_blocking=True),
-        )
-    elif accelerator.gradient_accumulation_steps != cfg.grad_accum_steps:
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    _resume(cfg, accelerator, out_dir / "checkpoints", state)
+    if accelerator.is_main_process:  # only now: the config, the method and the data were all checked
+        save_config(cfg, out_dir / "config.yaml")
+        accelerator.init_trackers("pretrain", config={k: v for k, v in dataclasses.asdict(cfg).items()
+                                                      if isinstance(v, (int, float, str, bool))})
+    _print_header(accelerator, cfg, method, data, plan)
+    progress = _Progress(nonfinite=torch.zeros((), dtype=torch.bool, device=accelerator.device))
+    with preemption_signals() as received:
+        stopped_by = _train(cfg, accelerator, model, method, optimizer, loader, data, plan, state, progress,
+                            received, monitor)
+    return _finish(cfg, accelerator, method, plan, state, progress, stopped_by)
+
+
+# -- setting up -----------------------------------------------------------------------------
+
+def _checked(accelerator: Accelerator, cfg: PretrainConfig) -> Accelerator:
+    if accelerator.gradient_accumulation_steps != cfg.grad_accum_steps:
         raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} batches but "
                          f"grad_accum_steps is {cfg.grad_accum_steps}: build it with gradient_accumulation_steps="
                          f"{cfg.grad_accum_steps}")
-    set_seed(cfg.seed)
+    if cfg.sync_bn and accelerator.num_processes > 1 and accelerator.device.type == "cpu":
+        raise ValueError("sync_bn needs GPUs (torch's SyncBatchNorm does not run on CPU processes)")
+    return accelerator
+
+
+def _fast_backends(accelerator: Accelerator) -> None:
     if accelerator.device.type == "cuda":  # fixed shapes: let cuDNN pick its fastest kernels
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if accelerator.is_main_process:
-        save_config(cfg, out_dir / "config.yaml")
 
-    # -- everything a config can get wrong fails here, before any data work --------------
-    if cfg.augment_on not in ("cpu", "gpu"):
-        raise ValueError(f"augment_on must be 'cpu' or 'gpu', got {cfg.augment_on!r}")
-    on_device = cfg.augment_on == "gpu"
-    transform = build_transform(cfg)
-    if on_device and not getattr(transform, "pipelines", None):
-        raise ValueError("augment_on=gpu needs ViewPipeline-based views (not arbitrary callables)")
-    model = build_model(cfg)  # checks the method's hyperparameters (topk <= queue size, ...)
 
-    # -- data ----------------------------------------------------------------------------
-    with accelerator.main_process_first():  # the embedded scenes are generated once
-        data = load_dataset(cfg.data, cfg.split)
-    dataset = ViewDataset(data, transform, seed=cfg.seed, render="device" if on_device else "cpu",
-                          max_side=cfg.decode_max_side)
-    if len(dataset) < cfg.batch_size * accelerator.num_processes:
-        raise ValueError(f"{cfg.data} has {len(dataset)} images, fewer than one global batch "
-                         f"({cfg.batch_size} x {accelerator.num_processes} processes)")
-    sampler = EpochShuffleSampler(len(dataset), seed=cfg.seed)
-    loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, num_workers=cfg.num_workers,
-        collate_fn=collate_decoded if on_device else collate_views, pin_memory=accelerator.device.type == "cuda",
-        persistent_workers=cfg.num_workers > 0,  # no re-fork per epoch; the epoch is in shared memory
-    )
-
-    # -- model and optimiser -------------------------------------------------------------
-    data_cfg = timm.data.resolve_model_data_config(model.encoder.model)
-    if on_device:  # workers decode; crop, colour, blur, solarize, flip happen here, batched
-        to_views = DeviceViewRenderer(transform.pipelines, data_cfg["mean"], data_cfg["std"]).to(accelerator.device)
-    else:  # workers rendered uint8 views; only the normalisation is left
-        normalizer = ViewNormalizer(data_cfg["mean"], data_cfg["std"]).to(accelerator.device)
-
-        def to_views(batch):
-            return [normalizer(v.permute(0, 3, 1, 2)) for v in batch["views"].unbind(0)]  # V x (B, 3, S, S)
+def _convert_model(cfg: PretrainConfig, model: nn.Module, accelerator: Accelerator) -> nn.Module:
+    if cfg.sync_bn:  # the BAM authors' setting; timm's converter keeps its fused BN + activation layers
+        model = timm.layers.convert_sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    lr = cfg.lr(accelerator.num_processes)
-    # fused SGD on CUDA: one kernel for the whole update instead of one per parameter
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay,
-                                fused=True if accelerator.device.type == "cuda" else None)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    method = accelerator.unwrap_model(model)
-    forward = torch.compile(model) if cfg.compile else model
-    base_ema = getattr(method, "momentum", None)
+    return model
 
-    def set_ema(step: int) -> None:
-        """The EMA momentum of the optimiser step after ``step``. The method updates its momentum
-        encoder at every forward, so with accumulation each micro-batch uses m^(1/n): the online
-        weights do not change within a step, and n updates with m^(1/n) are one update with m."""
-        if base_ema is None:
-            return
-        m = cosine_momentum(step, total_steps, base_ema) if getattr(cfg, "ema_schedule", "constant") == "cosine" else base_ema
-        method.momentum = m ** (1.0 / cfg.grad_accum_steps)
 
-    steps_per_epoch = len(loader) // cfg.grad_accum_steps
-    if steps_per_epoch == 0:
-        raise ValueError("fewer batches than grad_accum_steps: lower batch_size or grad_accum_steps")
-    total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
-    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-    end_step = min(total_steps, cfg.stop_after) if cfg.stop_after else total_steps
-
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    ckpt_dir = out_dir / "checkpoints"
-    if cfg.resume:
-        path = find_checkpoint(cfg.resume, ckpt_dir)
+def _resume(cfg: PretrainConfig, accelerator: Accelerator, ckpt_dir: Path, state: TrainState) -> None:
+    path = find_checkpoint(cfg.resume, ckpt_dir) if cfg.resume else None
+    if path is not None:
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} at step {state.step}")
-    if accelerator.is_main_process:
-        accelerator.init_trackers("pretrain", config={k: v for k, v in config_to_dict(cfg).items()
-                                                      if isinstance(v, (int, float, str, bool))})
+    elif cfg.resume == "auto":
+        accelerator.print(f"--resume auto: no checkpoint in {ckpt_dir} yet, starting fresh")
 
+
+def _print_header(accelerator: Accelerator, cfg: PretrainConfig, method: nn.Module, data: TrainData, plan: _Plan) -> None:
+    total_batch = cfg.batch_size * accelerator.num_processes * cfg.grad_accum_steps
+    trackers = " and tensorboard (logs/)" if _trackers() else " (pip install tensorboard for curves)"
     accelerator.print(
-        f"{type(method).__name__} on {cfg.backbone}: {len(dataset)} images, {steps_per_epoch} steps/epoch, "
-        f"{total_steps} steps, lr {lr:.4g} (base {cfg.base_lr} x {cfg.batch_size * accelerator.num_processes * cfg.grad_accum_steps}/256), "
-        f"{accelerator.num_processes} process(es), {accelerator.device}, mixed precision {accelerator.mixed_precision}"
-    )
-    bar = tqdm(total=end_step, initial=state.step, disable=not accelerator.is_local_main_process, desc="pretrain")
-    nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
-    warned: set[str] = set()
-    skipped = 0
-    last_logs: dict[str, float] = {}
-    last_ckpt: Path | None = None
-    t_window, images_window = time.perf_counter(), 0  # throughput since the previous log
+        f"{type(method).__name__} on {cfg.backbone}: {len(data.dataset)} images of {cfg.data}, "
+        f"{plan.steps_per_epoch} steps/epoch, {plan.total_steps} steps, lr {plan.lr:.4g} "
+        f"(base {cfg.base_lr} x {total_batch}/256), {accelerator.num_processes} process(es), {accelerator.device}, "
+        f"mixed precision {accelerator.mixed_precision}\n"
+        f"logging to {Path(cfg.output_dir) / 'train_log.jsonl'}{trackers}")
+    if cfg.probe_data and cfg.probe_data != cfg.data:
+        accelerator.print(f"note: the probes run on {cfg.probe_data}, not on the training data {cfg.data} "
+                          "(set --probe-data, or --probe-data none to skip them)")
 
-    def check_finite() -> None:
-        if nonfinite.item():  # CPU-GPU sync point: only at log and checkpoint steps
-            raise NonFiniteLossError(
-                f"non-finite loss at or before step {state.step}; stopping. The last good checkpoint is "
-                f"{last_ckpt or 'none (no checkpoint was written yet)'}; lower the learning rate or try bf16 instead of fp16"
-            )
 
+# -- training -------------------------------------------------------------------------------
+
+def _set_schedules(method: nn.Module, cfg: PretrainConfig, plan: _Plan, step: int, base_ema: float | None) -> None:
+    """What the method must know of the optimiser step after ``step``.
+
+    The EMA momentum: the method updates its momentum encoder at every forward, so with
+    accumulation each micro-batch uses m^(1/n): the online weights do not change within a
+    step, and n updates with m^(1/n) are one update with m. MLS's warm-up: InfoNCE alone for
+    the first ``mls_warmup_epochs``.
+    """
+    if hasattr(method, "mls_active"):
+        method.mls_active = step >= plan.mls_warmup_steps
+    if base_ema is not None:
+        m = cosine_momentum(step, plan.total_steps, base_ema) if getattr(cfg, "ema_schedule", "constant") == "cosine" else base_ema
+        method.momentum = m ** (1.0 / cfg.grad_accum_steps)
+
+
+def _train(cfg, accelerator, model, method, optimizer, loader, data, plan, state, progress, received, monitor) -> str | None:
+    """Run epochs until ``plan.end_step``; return the signal that stopped the run, if any."""
+    forward = torch.compile(model) if cfg.compile else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    base_ema = getattr(method, "momentum", None)
+    bar = tqdm(total=plan.end_step, initial=state.step, disable=not accelerator.is_local_main_process, desc="pretrain")
     model.train()
-    set_ema(state.step)
-    while state.step < end_step:
-        epoch = state.step // steps_per_epoch
-        epoch_loader = loader
-        done_in_epoch = (state.step % steps_per_epoch) * cfg.grad_accum_steps
-        if done_in_epoch:  # resuming mid-epoch: the same sampler order, minus what was done
-            epoch_loader = accelerator.skip_first_batches(loader, done_in_epoch)
-        # Accelerate re-applies its loader's own epoch counter when iteration starts: set it
-        # on the loader we iterate (it forwards to the sampler). The dataset is set directly,
-        # as Accelerate's sharded loaders do not forward the epoch to it.
-        epoch_loader.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        for batch in epoch_loader:
-            skipped += _skipped_files(batch, warned)
-            with accelerator.accumulate(model):
-                views = to_views(batch)  # V x (B, 3, S, S) normalised, channels-last
-                out = forward({"views": views})
-                loss = out["loss"]
-                nonfinite |= ~torch.isfinite(loss.detach())
-                accelerator.backward(loss)
-                if cfg.clip_grad_norm and accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, cfg.clip_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            images_window += views[0].shape[0]
+    _set_schedules(method, cfg, plan, state.step, base_ema)
+    while state.step < plan.end_step:
+        epoch = state.step // plan.steps_per_epoch
+        for batch in _epoch_batches(accelerator, loader, data, plan, state, cfg, epoch):
+            _count_skipped(batch, progress.skipped)
+            log_now = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == plan.end_step
+            out = _step(cfg, accelerator, model, forward, optimizer, params, data, batch, progress, log_now)
             if not accelerator.sync_gradients:
                 continue
             state.step += 1
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(state.step, total_steps, lr, warmup_steps)
-            set_ema(state.step)
+                group["lr"] = cosine_lr(state.step, plan.total_steps, plan.lr, plan.warmup_steps)
+            _set_schedules(method, cfg, plan, state.step, base_ema)
             bar.update(1)
-
-            if state.step % cfg.log_every == 0 or state.step == end_step:
-                check_finite()
-                logs = {k: float(v.detach()) for k, v in out.items()}  # sync point, every log_every steps
-                logs["lr"] = optimizer.param_groups[0]["lr"]
-                logs["skipped_images"] = float(accelerator.reduce(torch.tensor(float(skipped), device=accelerator.device), "sum"))
-                now = time.perf_counter()
-                logs["images_per_s"] = images_window * accelerator.num_processes / (now - t_window)
-                t_window, images_window = now, 0
-                accelerator.log(logs, step=state.step)
-                if accelerator.is_main_process:  # a plain-text log for tools without tensorboard
-                    with open(out_dir / "train_log.jsonl", "a") as f:
-                        f.write(json.dumps({"step": state.step, **logs}) + "\n")
-                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k.startswith("loss")})
-                last_logs = logs
-            if cfg.save_every and state.step % cfg.save_every == 0 and state.step < end_step:
-                check_finite()
-                last_ckpt = save_checkpoint(accelerator, ckpt_dir, state.step, cfg.keep_checkpoints)
-            if state.step >= end_step:
+            if log_now:
+                _log(cfg, accelerator, out, optimizer, progress, state, bar)
+            if cfg.save_every and state.step % cfg.save_every == 0 and state.step < plan.end_step:
+                _check_finite(progress, state)
+                progress.last_checkpoint = save_checkpoint(accelerator, Path(cfg.output_dir) / "checkpoints", state.step, cfg.keep_checkpoints)
+            if _stop_requested(received, accelerator, state.step, cfg.log_every):
+                bar.close()
+                return received[0] if received else "a signal on another process"
+            if state.step >= plan.end_step:
                 break
+        if state.step % plan.steps_per_epoch == 0:  # a whole epoch is done
+            _monitor(cfg, accelerator, method, monitor, state.step // plan.steps_per_epoch, state, progress)
     bar.close()
-    check_finite()
+    return None
+
+
+def _epoch_batches(accelerator, loader, data: TrainData, plan: _Plan, state, cfg, epoch: int):
+    done_in_epoch = (state.step % plan.steps_per_epoch) * cfg.grad_accum_steps
+    # resuming mid-epoch: the same sampler order, minus what was done
+    epoch_loader = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
+    # Accelerate re-applies its loader's own epoch counter when iteration starts: set it on
+    # the loader we iterate (it forwards to the sampler); the dataset is set directly
+    epoch_loader.set_epoch(epoch)
+    data.dataset.set_epoch(epoch)
+    return epoch_loader
+
+
+def _step(cfg, accelerator, model, forward, optimizer, params, data: TrainData, batch, progress: _Progress,
+          diagnostics: bool) -> dict[str, torch.Tensor]:
+    """One forward / backward (and, at the end of an accumulation, one optimiser step)."""
+    with accelerator.accumulate(model):
+        views = data.to_views(batch)  # V x (B, 3, S, S) normalised, channels-last
+        out = forward({"views": views, "index": batch["index"], "diagnostics": diagnostics})
+        loss = out["loss"]
+        progress.nonfinite |= ~torch.isfinite(loss.detach())  # no sync: read at log and checkpoint steps
+        accelerator.backward(loss)
+        if cfg.clip_grad_norm and accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(params, cfg.clip_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    progress.window_images += views[0].shape[0]
+    return out
+
+
+def _count_skipped(batch: dict, seen: set[str]) -> None:
+    """Warn once per unreadable file; remember it, so that each is counted once."""
+    for name in batch.get("skipped") or []:
+        if name not in seen:
+            seen.add(name)
+            warnings.warn(f"skipping unreadable image: {name}", stacklevel=3)
+
+
+def _all_skipped(accelerator: Accelerator, skipped: set[str]) -> set[str]:
+    if accelerator.num_processes == 1:
+        return skipped
+    return set(gather_object(sorted(skipped)))  # every process's names: a file two processes met counts once
+
+
+def _check_finite(progress: _Progress, state: TrainState) -> None:
+    if progress.nonfinite.item():  # CPU-GPU sync point: only at log and checkpoint steps
+        raise NonFiniteLossError(
+            f"non-finite loss at or before step {state.step}; stopping. The last good checkpoint is "
+            f"{progress.last_checkpoint or 'none (no checkpoint was written yet)'}; lower the learning rate or try bf16 instead of fp16")
+
+
+def _log(cfg, accelerator: Accelerator, out: dict, optimizer, progress: _Progress, state: TrainState, bar) -> None:
+    _check_finite(progress, state)
+    logs = {k: float(v.detach()) for k, v in out.items()}  # sync point, every log_every steps
+    logs["lr"] = optimizer.param_groups[0]["lr"]
+    logs["skipped_images"] = len(_all_skipped(accelerator, progress.skipped))
+    now = time.perf_counter()
+    logs["images_per_s"] = progress.window_images * accelerator.num_processes / (now - progress.window_start)
+    progress.window_start, progress.window_images = now, 0
+    _write_logs(cfg, accelerator, logs, state.step)
+    bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k.startswith("loss")})
+    progress.last_logs = logs
+
+
+def _write_logs(cfg, accelerator: Accelerator, logs: dict[str, float], step: int) -> None:
+    accelerator.log(logs, step=step)
+    if accelerator.is_main_process:  # a plain-text log for tools without tensorboard
+        with open(Path(cfg.output_dir) / "train_log.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **logs}) + "\n")
+
+
+def _stop_requested(received: list[str], accelerator: Accelerator, step: int, every: int) -> bool:
+    """Whether a preemption signal arrived. One process decides alone, every step; several
+    agree at log steps only (an all-reduce and a sync point), so that all stop together."""
+    if accelerator.num_processes == 1:
+        return bool(received)
+    if step % every:
+        return False
+    flag = torch.tensor(float(bool(received)), device=accelerator.device)
+    return bool(accelerator.reduce(flag, "sum") > 0)
+
+
+def _monitor(cfg, accelerator: Accelerator, method: nn.Module, monitor: Monitor | None, epoch: int,
+             state: TrainState, progress: _Progress) -> None:
+    if monitor is None or not cfg.monitor_every or epoch % cfg.monitor_every:
+        return
+    if accelerator.is_main_process:  # eval-mode features of the online backbone; the others wait
+        result = {"epoch": epoch, **monitor(method.encoder)}
+        progress.monitor.append(result)
+        _write_logs(cfg, accelerator, {k: v for k, v in result.items() if k != "epoch"}, state.step)
+        tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k != "epoch"))
+    accelerator.wait_for_everyone()
+
+
+def _finish(cfg, accelerator: Accelerator, method: nn.Module, plan: _Plan, state: TrainState, progress: _Progress,
+            stopped_by: str | None) -> PretrainResult:
+    _check_finite(progress, state)
     if accelerator.num_processes > 1:
         # DDP broadcasts buffers at the start of each forward, so the last step's BN running
         # statistics are each process's own: end with rank 0's everywhere, as in the checkpoint
         for buffer in method.buffers():
             torch.distributed.broadcast(buffer.data, src=0)
-    last_ckpt = save_checkpoint(accelerator, ckpt_dir, state.step, cfg.keep_checkpoints)
-    summary: dict[str, Any] = {"step": state.step, "losses": last_logs, "checkpoint": str(last_ckpt), "model": method}
-    if state.step < total_steps:  # stopped early on purpose: no export or probe of a partial run
-        accelerator.print(f"stopped at step {state.step} of {total_steps}; continue with --resume latest")
-        accelerator.end_training()
-        return summary
+    checkpoint = save_checkpoint(accelerator, Path(cfg.output_dir) / "checkpoints", state.step, cfg.keep_checkpoints)
+    skipped = len(_all_skipped(accelerator, progress.skipped))
     if skipped:
-        accelerator.print(f"skipped {skipped} unreadable image(s) in this process (see the warnings above)")
-
-    if cfg.export:
-        if accelerator.is_main_process:
-            from ..export import save_pretrained
-
-            export_dir = out_dir / "export"
-            save_pretrained(
-                method.encoder.model, export_dir, tag=cfg.export_tag or _default_tag(cfg, method),
-                train_config=config_to_dict(cfg), metrics=None,
-            )
-            accelerator.print(f"exported the backbone to {export_dir} "
-                              f"(timm.create_model('local-dir:{export_dir.resolve()}', pretrained=True))")
-        summary["export"] = str(out_dir / "export")
-    accelerator.wait_for_everyone()
-
-    if cfg.probe_data and accelerator.is_main_process:
-        from ..probe.compare import compare_with_random_init
-
-        summary["probe"] = compare_with_random_init(method.encoder, cfg, device=accelerator.device,
-                                                    out_dir=out_dir, print_fn=accelerator.print)
-    accelerator.wait_for_everyone()
+        accelerator.print(f"skipped {skipped} unreadable image(s) (see the warnings above)")
+    if stopped_by:
+        accelerator.print(f"{stopped_by} received: stopped at step {state.step} of {plan.total_steps} with a checkpoint "
+                          f"({checkpoint}); the same command with --resume auto goes on from there")
+    elif state.step < plan.total_steps:
+        accelerator.print(f"stopped at step {state.step} of {plan.total_steps} (stop_after); go on with --resume auto")
     accelerator.end_training()
-    return summary
-
-
-def _default_tag(cfg: PretrainConfig, method: nn.Module) -> str:
-    data = cfg.data.split(":", 1)[0].replace("/", "_")
-    return f"{type(method).__name__.lower()}_{data}"
+    return PretrainResult(method, state.step, plan.total_steps, progress.last_logs, checkpoint, Path(cfg.output_dir),
+                          stopped_by, skipped, progress.monitor)

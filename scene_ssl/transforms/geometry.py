@@ -23,20 +23,26 @@ def check_overlap(overlap: float) -> float:
 def block_boxes(width: float, height: float, overlap: float = 0.2) -> list[tuple[float, float, float, float]]:
     """BAM's four overlapping blocks of a ``width`` x ``height`` image, as (x0, y0, x1, y1).
 
-    With overlap c each block spans ``0.5 + c`` of each side:
-    B1 = (0, 0, W/2+cW, H/2+cH), B2 = (0, H/2-cH, W/2+cW, H),
-    B3 = (W/2-cW, 0, W, H/2+cH), B4 = (W/2-cW, H/2-cH, W, H).
+    With overlap c each block spans about ``0.5 + c`` of each side, around the integer half
+    ``W // 2`` as in the authors' loader (``CropTransform``):
+    B1 = (0, 0, W//2+cW, H//2+cH), B2 = (0, H//2-cH, W//2+cW, H),
+    B3 = (W//2-cW, 0, W, H//2+cH), B4 = (W//2-cW, H//2-cH, W, H).
+    The authors pass these float boxes to PIL's ``crop``, which rounds them; on odd sides
+    an edge lands 1 px from where ``W/2`` would put it.
 
     Example:
         >>> block_boxes(100, 50, overlap=0.2)
         [(0.0, 0.0, 70.0, 35.0), (0.0, 15.0, 70.0, 50.0), (30.0, 0.0, 100.0, 35.0), (30.0, 15.0, 100.0, 50.0)]
+        >>> block_boxes(81, 61, overlap=0.2)[0]  # W//2 = 40, H//2 = 30
+        (0.0, 0.0, 56.2, 42.2)
     """
     c = check_overlap(overlap)
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     w, h = float(width), float(height)
-    lo_x, hi_x = w / 2 - c * w, w / 2 + c * w
-    lo_y, hi_y = h / 2 - c * h, h / 2 + c * h
+    half_w, half_h = float(int(width) // 2), float(int(height) // 2)
+    lo_x, hi_x = half_w - c * w, half_w + c * w
+    lo_y, hi_y = half_h - c * h, half_h + c * h
     return [(0.0, 0.0, hi_x, hi_y), (0.0, lo_y, hi_x, h), (lo_x, 0.0, w, hi_y), (lo_x, lo_y, w, h)]
 
 

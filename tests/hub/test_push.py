@@ -25,8 +25,10 @@ def _module(name: str):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A real (tiny) training output folder: checkpoints with optimizer state, export, config."""
-    from scene_ssl.train import MLSConfig, load_config, pretrain
     from accelerate import Accelerator
+
+    from scene_ssl.export import export_run
+    from scene_ssl.train import MLSConfig, load_config, pretrain
     sys.path.insert(0, str(ROOT / "recipes"))
     import pretrain_mls
 
@@ -35,8 +37,9 @@ def trained_run(tmp_path_factory):
     cfg = load_config(MLSConfig, None, dict(data=f"coco:{scenes}", backbone="test_resnet", image_size=16, batch_size=8,
                                             num_workers=0, max_steps=2, queue_size=16, dim=8, hidden_dim=16, topk=2,
                                             output_dir=str(tmp / "out"), export_tag="mls_test", channels_last=False))
-    summary = pretrain(cfg, pretrain_mls.build_model, pretrain_mls.build_transform, accelerator=Accelerator(cpu=True))
-    return tmp / "out", summary["model"].encoder.model
+    run = pretrain(cfg, pretrain_mls.build_model, pretrain_mls.build_transform, accelerator=Accelerator(cpu=True))
+    export_run(run, cfg)
+    return tmp / "out", run.model.encoder.model
 
 
 def test_push_creates_the_repo_and_uploads_only_model_files(trained_run, tmp_path, monkeypatch):

@@ -74,6 +74,19 @@ def test_top3_variant():
     assert m["OP"] == pytest.approx(50.0) and m["OR"] == pytest.approx(75.0)
 
 
+def test_top3_with_the_logit_threshold_matches_the_authors_overall_topk():
+    scores = torch.tensor([[5.0, 4.0, 0.5, -9.0], [0.1, 0.2, 0.7, 0.9], [0.61, 0.59, -1.0, 0.65]])
+    targets = torch.tensor([[1, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0]])
+    m = multilabel_metrics(scores, targets, top_k=3, top_k_threshold=True, threshold=0.6, apply_sigmoid=False)
+    # top-3 that also reach 0.6: row 0 {0, 1} (2.0 >= 0.6 dropped 0.5), row 1 {2, 3}, row 2 {0, 3}
+    # per class: TP (2, 0, 1, 1), predicted (2, 1, 1, 2), positives (2, 1, 2, 2)
+    assert m["OP"] == pytest.approx(100 * 4 / 6) and m["OR"] == pytest.approx(100 * 4 / 7)
+    assert m["CP"] == pytest.approx(100 * (1 + 0 + 1 + 1 / 2) / 4)
+    assert m["CR"] == pytest.approx(100 * (1 + 0 + 1 / 2 + 1 / 2) / 4)
+    plain = multilabel_metrics(scores, targets, top_k=3)  # the threshold is ignored without the switch
+    assert plain["OP"] == pytest.approx(100 * 6 / 9)
+
+
 def test_topk_accuracy():
     scores = torch.tensor([[0.1, 0.5, 0.4], [0.3, 0.2, 0.5], [0.9, 0.04, 0.06]])
     labels = torch.tensor([2, 2, 1])

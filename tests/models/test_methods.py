@@ -135,7 +135,7 @@ def test_bad_batches(method):
 @pytest.mark.parametrize("cls,kwargs,match", [
     (MLS, {"topk": 100, "queue_size": 64}, "topk"),
     (MLS, {"loss_form": "hinge"}, "loss_form"),
-    (MLS, {"label_source": "x"}, "label_source"),
+    (MLS, {"dictionary": "x"}, "dictionary"),
     (MLS, {"mls_weight": -1}, "mls_weight"),
     (MoCoV2, {"momentum": 1.5}, "momentum"),
     (MoCoV2, {"queue_size": 0}, "queue_size"),
@@ -148,11 +148,55 @@ def test_bad_hyperparameters_fail_at_construction(cls, kwargs, match):
         cls(TINY, **kwargs)
 
 
-@pytest.mark.parametrize("source", ["g", "z", "both"])
+@pytest.mark.parametrize("source", ["both", "g", "z"])
 @pytest.mark.parametrize("form", ["bce", "bce_pos", "knn_softmax"])
 def test_mls_ablation_options_run(source, form):
-    out = MLS(TINY, **SMALL_MOCO, topk=5, label_source=source, loss_form=form)({"views": views(2)})
+    out = MLS(TINY, **SMALL_MOCO, topk=5, dictionary=source, loss_form=form)({"views": views(2)})
     assert torch.isfinite(out["loss"]) and out["loss_mls"] > 0
+
+
+@pytest.mark.parametrize("dictionary", ["both", "g", "z"])
+def test_mls_dictionary_variants_are_table_7s(dictionary):
+    """``both``: labels from Q_g, logits from Q_z; ``g`` / ``z``: labels and logits from one queue."""
+    from scene_ssl.losses.functional import mls_bce, mls_pseudo_labels
+
+    torch.manual_seed(0)
+    model = MLS(TINY, **SMALL_MOCO, topk=5, dictionary=dictionary).train()
+    Qg, Qz = model.queue_g.features.clone(), model.queue.features.clone()
+    x_q, x_k = views(2, b=6)
+    out = model({"views": [x_q, x_k]})
+    with torch.no_grad():
+        g = model.encoder(x_q)  # the same batch in train-mode BN: the same features as in the forward
+        z = model.projector(g)
+    label_q, label_Q = (z, Qz) if dictionary == "z" else (g, Qg)
+    logit_q, logit_Q = {"both": (z, Qz), "g": (g, Qg), "z": (z, Qz)}[dictionary]
+    expected = mls_bce(logit_q, logit_Q, mls_pseudo_labels(label_q, label_Q, 5), 0.2)
+    assert float(out["loss_mls"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_mls_inactive_trains_infonce_alone_and_still_reports_the_bce():
+    model = MLS(TINY, **SMALL_MOCO, topk=5, mls_weight=0.5)
+    model.mls_active = False
+    out = model({"views": views(2)})
+    assert float(out["loss"].detach()) == pytest.approx(float(out["loss_nce"])) and float(out["loss_mls"]) > 0
+
+
+def test_bn_splits_give_each_group_its_own_statistics_and_keys_back_in_order():
+    torch.manual_seed(0)
+    model = MoCoV2(TINY, **SMALL_MOCO, momentum=1.0, bn_splits=2).train()
+    x = torch.randn(8, 3, 32, 32)
+    g_q, _ = model._encode_queries(x)
+    with torch.no_grad():
+        naive = torch.cat([model.encoder(x[:4]), model.encoder(x[4:])])
+        whole = model.encoder(x)
+    assert torch.allclose(g_q, naive, atol=1e-5) and not torch.allclose(g_q, whole, atol=1e-3)
+    model.momentum_encoder.eval()  # eval BN: keys no longer depend on their group, so the unshuffle shows
+    g_k, z_k = model._keys(x)
+    with torch.no_grad():
+        ref = model.momentum_encoder(x)
+    assert torch.allclose(g_k, ref, atol=1e-5) and torch.allclose(z_k, model.momentum_projector(ref), atol=1e-5)
+    with pytest.raises(ValueError, match="bn_splits"):
+        MoCoV2(TINY, **SMALL_MOCO, bn_splits=4)({"views": views(2, b=6)})
 
 
 # -- two processes ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
     summary = __import__(recipe).main(argv)
     rank = int(os.environ.get("RANK", "0"))  # the process group is gone after end_training()
-    state = {k: v.detach().contiguous().clone() for k, v in summary["model"].state_dict().items()}
+    state = {k: v.detach().contiguous().clone() for k, v in summary.model.state_dict().items()}
     save_file(state, str(out_dir / f"rank{rank}.safetensors"))
 
 

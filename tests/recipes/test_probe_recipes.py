@@ -76,12 +76,14 @@ def test_knn_probe_multilabel(scenes, export, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["k"] == 5
 
 
-def test_probe_needs_labels(tmp_path):
+def test_probe_needs_labels(tmp_path, capsys):
     (tmp_path / "imgs").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "a.png")
-    with pytest.raises(ValueError, match="no class subfolders"):
+    with pytest.raises(SystemExit) as exit_:
         load_recipe("probe_linear").main(["--model", "random:test_resnet", "--data", f"folder:{tmp_path / 'imgs'}",
                                           "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "no class subfolders" in err and len(err.strip().splitlines()) == 1
 
 
 def test_visualize_nn_and_loss_curve(scenes, export, tmp_path):

@@ -8,6 +8,8 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
+from scene_ssl.export import export_run
+
 from scene_ssl.models import BAM, MLS
 from scene_ssl.train import BAMConfig, MLSConfig, NonFiniteLossError, find_checkpoint, list_checkpoints, load_config, pretrain
 from scene_ssl.transforms import BlockwiseTransform, MoCoV2Transform, bam_view_transforms
@@ -46,21 +48,24 @@ def _state(model):
 def test_resume_gives_the_same_run(tiny_scenes, tmp_path, ema_schedule):
     straight = run(mls_cfg(tiny_scenes, tmp_path / "a", max_steps=8, ema_schedule=ema_schedule))
     first = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, stop_after=4, ema_schedule=ema_schedule))
-    assert first["step"] == 4 and "export" not in first
+    assert first.step == 4 and not first.finished
     resumed = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, resume="latest", ema_schedule=ema_schedule))
-    assert resumed["step"] == 8
-    a, b = _state(straight["model"]), _state(resumed["model"])
+    assert resumed.step == 8
+    a, b = _state(straight.model), _state(resumed.model)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs after resuming"
     assert any(k.startswith("queue") for k in a)
-    assert resumed["losses"]["loss"] == straight["losses"]["loss"]
+    assert resumed.losses["loss"] == straight.losses["loss"]
 
 
 def test_export_loads_with_timm_and_matches(tiny_scenes, tmp_path):
-    out = run(mls_cfg(tiny_scenes, tmp_path / "a", max_steps=2))
-    loaded = timm.create_model(f"local-dir:{out['export']}", pretrained=True)
-    trained = out["model"].encoder.model.state_dict()
+    cfg = mls_cfg(tiny_scenes, tmp_path / "a", max_steps=2)
+    out = run(cfg)
+    folder = export_run(out, cfg)
+    assert folder == tmp_path / "a" / "export"
+    loaded = timm.create_model(f"local-dir:{folder}", pretrained=True)
+    trained = out.model.encoder.model.state_dict()
     got = loaded.state_dict()
     assert got.keys() == trained.keys()
     for k in got:
@@ -87,7 +92,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint(tiny_scenes, tmp_path, 
     assert list_checkpoints(tmp_path / "checkpoints") == [good]
     after = load_file(find_checkpoint("latest", tmp_path / "checkpoints") / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert run(mls_cfg(tiny_scenes, tmp_path, max_steps=4, resume="latest"))["step"] == 4
+    assert run(mls_cfg(tiny_scenes, tmp_path, max_steps=4, resume="latest")).step == 4
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_scenes, tmp_path):
@@ -122,7 +127,7 @@ def test_bam_recipe_path_and_grad_accumulation(tiny_scenes, tmp_path):
         return BlockwiseTransform(*bam_view_transforms(c.image_size), overlap=c.overlap)
 
     out = run(cfg, build, transform)
-    assert out["step"] == 2 and math.isfinite(out["losses"]["loss"]) and "loss_ia" in out["losses"]
+    assert out.step == 2 and math.isfinite(out.losses["loss"]) and "loss_ia" in out.losses
 
 
 def test_grad_accumulation_steps_once_per_n_batches_and_keeps_one_ema_update_per_step(tiny_scenes, tmp_path, monkeypatch):
@@ -150,8 +155,8 @@ def test_grad_accumulation_steps_once_per_n_batches_and_keeps_one_ema_update_per
     cfg = mls_cfg(tiny_scenes, tmp_path, max_steps=2, grad_accum_steps=2, batch_size=4, base_lr=0.0,
                   ema_momentum=0.9, export=False)
     out = run(cfg, build_model=build)
-    assert out["step"] == 2 and len(forwards) == 4 and len(sgd_steps) == 2
-    model = out["model"]
+    assert out.step == 2 and len(forwards) == 4 and len(sgd_steps) == 2
+    model = out.model
     assert model.momentum == pytest.approx(0.9 ** 0.5)
     target = [*model.momentum_encoder.parameters(), *model.momentum_projector.parameters()]
     online = [*model.encoder.parameters(), *model.projector.parameters()]
@@ -184,8 +189,8 @@ def test_bf16_mixed_precision_on_cpu_trains_with_float32_loss_math(tiny_scenes, 
 
     out = run(mls_cfg(tiny_scenes, tmp_path, max_steps=3, mixed_precision="bf16", export=False), build_model=build)
     assert seen["features"] == torch.bfloat16 and seen["loss"] == torch.float32
-    assert all(math.isfinite(v) for k, v in out["losses"].items() if k.startswith("loss"))
-    params = list(out["model"].encoder.parameters())
+    assert all(math.isfinite(v) for k, v in out.losses.items() if k.startswith("loss"))
+    params = list(out.model.encoder.parameters())
     assert all(p.dtype == torch.float32 for p in params)  # autocast: the weights stay float32
     assert any(not torch.equal(a, b) for a, b in zip(seen["init"], params))
 
@@ -207,7 +212,7 @@ def test_unreadable_images_are_warned_once_and_counted(tmp_path):
         out = run(cfg)
     mentions = [w for w in caught if "broken.jpg" in str(w.message)]
     assert len(mentions) == 1
-    assert out["losses"]["skipped_images"] == 3  # one per step, one batch per step
+    assert out.losses["skipped_images"] == 1 and out.skipped_images == 1  # met at every step, counted once
 
 
 def test_bad_data_spec_fails_before_training(tmp_path):
@@ -221,3 +226,97 @@ def test_bad_method_hyperparameter_fails_before_any_data_work(tmp_path):
                                             queue_size=16, topk=32))
     with pytest.raises(ValueError, match="topk=32 must not exceed queue_size=16"):
         run(cfg)
+
+
+def test_resume_auto_starts_fresh_then_resumes(tiny_scenes, tmp_path, capsys):
+    first = run(mls_cfg(tiny_scenes, tmp_path, max_steps=6, stop_after=3, resume="auto"))
+    assert first.step == 3 and "starting fresh" in capsys.readouterr().out
+    second = run(mls_cfg(tiny_scenes, tmp_path, max_steps=6, resume="auto"))
+    assert second.step == 6 and second.finished and "resumed from" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="--resume auto starts fresh"):
+        run(mls_cfg(tiny_scenes, tmp_path / "empty", max_steps=2, resume="latest"))
+
+
+def test_sigterm_mid_run_checkpoints_and_the_resumed_run_ends_where_an_uninterrupted_one_does(tiny_scenes, tmp_path):
+    import os
+    import signal
+
+    straight = run(mls_cfg(tiny_scenes, tmp_path / "a", max_steps=8, save_every=0))
+
+    class Preempted(MLS):
+        forwards = 0
+
+        def forward(self, batch):
+            Preempted.forwards += 1
+            if Preempted.forwards == 3:  # the scheduler's warning arrives during step 3
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().forward(batch)
+
+    def build(cfg):
+        return Preempted(cfg.backbone, dim=cfg.dim, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
+                         momentum=cfg.ema_momentum, topk=cfg.topk, temperature=cfg.temperature)
+
+    before = signal.getsignal(signal.SIGTERM)
+    cut = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, save_every=0, resume="auto"), build_model=build)
+    assert signal.getsignal(signal.SIGTERM) is before  # the loop's handler is gone again
+    assert cut.stopped_by == "SIGTERM" and cut.step == 3 and not cut.finished
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "checkpoints")] == ["step_00000003"]
+    resumed = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, save_every=0, resume="auto"))
+    assert resumed.step == 8
+    a, b = _state(straight.model), _state(resumed.model)
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after the preempted run resumed"
+
+
+@pytest.mark.parametrize("bad,match", [({"epochs": 0}, "epochs must be >= 1"), ({"max_steps": 0}, "max_steps must be >= 1"),
+                                       ({"batch_size": 0}, "batch_size"), ({"augment_on": "tpu"}, "augment_on")])
+def test_runs_that_cannot_train_are_refused_before_anything_is_written(tiny_scenes, tmp_path, bad, match):
+    with pytest.raises(ValueError, match=match):
+        run(mls_cfg(tiny_scenes, tmp_path, **bad))
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_config_is_written_only_after_the_data_spec_was_checked(tmp_path):
+    cfg = load_config(MLSConfig, None, dict(data=f"coco:{tmp_path / 'nope'}", output_dir=str(tmp_path / "out"),
+                                            backbone="test_resnet", queue_size=16, topk=2))
+    with pytest.raises(FileNotFoundError, match="COCO folder not found"):
+        run(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def _log_rows(folder):
+    import json
+    return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_mls_warmup_trains_infonce_alone_first_and_diagnostics_are_logged(tiny_scenes, tmp_path):
+    # 48 images / batch 8 = 6 steps per epoch; warm-up 0.5 epoch = 3 steps
+    run(mls_cfg(tiny_scenes, tmp_path, max_steps=6, mls_warmup_epochs=0.5, export=False))
+    rows = _log_rows(tmp_path)
+    for row in rows:
+        bce_on = row["step"] > 3  # step s's loss was computed with the schedule of step s - 1
+        assert (row["loss"] == pytest.approx(row["loss_nce"])) != bce_on, row
+        for key in ("z_std", "z_norm", "sim_pos", "sim_neg", "queue_mean_norm", "pl_precision", "pl_chance"):
+            assert key in row and math.isfinite(row[key]), (key, row)
+        assert 0.0 <= row["pl_chance"] <= 1.0 and 0.0 <= row["pl_precision"] <= 1.0
+
+
+def test_monitor_runs_every_few_epochs_and_is_logged(tiny_scenes, tmp_path):
+    calls = []
+
+    def monitor(backbone):
+        calls.append(backbone.training)
+        return {"knn_mAP": 12.5}
+
+    cfg = mls_cfg(tiny_scenes, tmp_path, epochs=4, max_steps=None, monitor_every=2, export=False)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    out = pretrain(cfg, build_mls, build_moco_transform, accelerator=Accelerator(cpu=True), monitor=monitor)
+    assert len(calls) == 2 and [m["epoch"] for m in out.monitor] == [2, 4]
+    assert [r["knn_mAP"] for r in _log_rows(tmp_path) if "knn_mAP" in r] == [12.5, 12.5]
+
+
+def test_sync_bn_converts_every_batchnorm(tiny_scenes, tmp_path):
+    out = run(mls_cfg(tiny_scenes, tmp_path, max_steps=2, sync_bn=True, export=False))
+    bns = [m for m in out.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(isinstance(m, torch.nn.SyncBatchNorm) for m in bns)

@@ -140,4 +140,4 @@ def test_training_step_with_augment_on_gpu_runs_on_cpu(tiny_folder, tmp_path, mo
     out = pretrain(cfg, lambda c: BAM(c.backbone, proj_dim=16, proj_hidden_dim=16, pred_hidden_dim=8),
                    lambda c: BlockwiseTransform(*bam_view_transforms(c.image_size), overlap=c.overlap),
                    accelerator=Accelerator(cpu=True))
-    assert out["step"] == 2 and math.isfinite(out["losses"]["loss"])
+    assert out.step == 2 and math.isfinite(out.losses["loss"])

@@ -1,22 +1,42 @@
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision.transforms import RandomResizedCrop
 
-from scene_ssl.transforms import block_boxes, sample_resized_crops
+from scene_ssl.transforms import BlockwiseTransform, bam_view_transforms, block_boxes, sample_resized_crops
 
 
-@pytest.mark.parametrize("W,H", [(640, 480), (333, 500), (100, 50)])
+@pytest.mark.parametrize("W,H", [(640, 480), (333, 500), (100, 50), (81, 61)])
 @pytest.mark.parametrize("c", [0.0, 0.2, 0.3, 0.49])
 def test_block_boxes_match_the_formulas(W, H, c):
     b1, b2, b3, b4 = block_boxes(W, H, overlap=c)
-    assert b1 == pytest.approx((0, 0, W / 2 + c * W, H / 2 + c * H))
-    assert b2 == pytest.approx((0, H / 2 - c * H, W / 2 + c * W, H))
-    assert b3 == pytest.approx((W / 2 - c * W, 0, W, H / 2 + c * H))
-    assert b4 == pytest.approx((W / 2 - c * W, H / 2 - c * H, W, H))
-    for x0, y0, x1, y1 in (b1, b2, b3, b4):  # each block is (0.5 + c) of each side
-        assert x1 - x0 == pytest.approx((0.5 + c) * W) and y1 - y0 == pytest.approx((0.5 + c) * H)
+    assert b1 == pytest.approx((0, 0, W // 2 + c * W, H // 2 + c * H))
+    assert b2 == pytest.approx((0, H // 2 - c * H, W // 2 + c * W, H))
+    assert b3 == pytest.approx((W // 2 - c * W, 0, W, H // 2 + c * H))
+    assert b4 == pytest.approx((W // 2 - c * W, H // 2 - c * H, W, H))
+    for x0, y0, x1, y1 in (b1, b2, b3, b4):  # each block is (0.5 + c) of each side, within half a pixel
+        assert abs(x1 - x0 - (0.5 + c) * W) <= 0.5 + 1e-9 and abs(y1 - y0 - (0.5 + c) * H) <= 0.5 + 1e-9
+
+
+def _authors_blocks(image: Image.Image, cross: float) -> list[Image.Image]:
+    """The BAM authors' CropTransform, written out as in their loader: PIL's size is
+    (W, H) but they name it ``h, w``, halve with ``//`` and let ``crop`` round the floats."""
+    h, w = image.size
+    ch, cw = cross * h, cross * w
+    return [image.crop((0, 0, h // 2 + ch, w // 2 + cw)), image.crop((0, w // 2 - cw, h // 2 + ch, w)),
+            image.crop((h // 2 - ch, 0, h, w // 2 + cw)), image.crop((h // 2 - ch, w // 2 - cw, h, w))]
+
+
+@pytest.mark.parametrize("W,H", [(81, 61), (97, 75), (640, 479), (333, 500)])
+@pytest.mark.parametrize("c", [0.2, 0.3])
+def test_blocks_cut_the_same_pixels_as_the_authors_loader(W, H, c):
+    image = Image.fromarray(np.random.default_rng(W * H).integers(0, 256, (H, W, 3), dtype=np.uint8))
+    regions = BlockwiseTransform(*bam_view_transforms(32), overlap=c).regions(W, H)[:4]
+    for ours, theirs in zip(regions, _authors_blocks(image, c)):
+        assert np.array_equal(np.asarray(image.crop(tuple(int(v) for v in ours))), np.asarray(theirs))
 
 
 @pytest.mark.parametrize("bad", [-0.1, 0.5, 0.7, "a", None])

@@ -1,0 +1,214 @@
+"""Typed recipe configs: a dataclass is the schema, YAML overrides it, CLI flags override that.
+
+Every field is declared with :func:`option`, which holds its default and its one-line help:
+the same text documents the dataclass and fills ``--help``. ``parse_config(MLSConfig, argv)``
+reads ``--config file.yaml`` (or the recipe's default YAML) first, so that ``--help`` shows
+the defaults that will really apply, then the ``--field-name`` flags. Unknown keys are an
+error naming the key and the file; ``save_config`` writes the resolved config next to the
+outputs. :func:`user_errors` turns the errors a user caused into one line and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+import traceback
+import types
+import typing
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TypeVar
+
+import yaml
+
+__all__ = ["option", "load_config", "parse_config", "parse_recipe_config", "save_config", "config_to_dict",
+           "user_errors", "flag_name"]
+
+C = TypeVar("C")
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field: its default and its one-line ``--help`` text (one source for both)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def flag_name(field: str) -> str:
+    """``ia_temperature`` -> ``--ia-temperature``."""
+    return "--" + field.replace("_", "-")
+
+
+# -- values ---------------------------------------------------------------------------------
+
+def _unwrap_optional(tp):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _convert(name: str, tp, value: Any) -> Any:
+    """Coerce a YAML / CLI value to the field's type, or raise ValueError naming the field."""
+    inner, optional = _unwrap_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise ValueError(f"config field {name!r} may not be empty")
+    try:
+        if inner is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if inner is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if inner is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if inner is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ValueError(f"config field {name!r} expects {getattr(inner, '__name__', inner)}, got {value!r}")
+
+
+def _fields(cls) -> dict[str, tuple[Any, dataclasses.Field]]:
+    """field name -> (resolved type, field)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], f) for f in dataclasses.fields(cls)}
+
+
+def _read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of field: value")
+    return loaded
+
+
+def _resolve(cls, sources: list[tuple[str, dict]]) -> dict[str, Any]:
+    fields = _fields(cls)
+    values: dict[str, Any] = {}
+    for where, mapping in sources:
+        for key, value in mapping.items():
+            name = str(key).replace("-", "_")
+            if name not in fields:
+                raise ValueError(f"unknown config key {key!r} in {where}; valid keys: {', '.join(sorted(fields))}")
+            values[name] = _convert(name, fields[name][0], value)
+    return values
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Defaults of ``cls``, then the YAML file, then ``overrides``; unknown keys are errors.
+
+    A config class may define ``check()`` (raise ValueError naming the field); it runs last.
+    """
+    sources = ([(str(path), _read_yaml(path))] if path is not None else []) + (
+        [("the command line", overrides)] if overrides else [])
+    cfg = cls(**_resolve(cls, sources))
+    if hasattr(cfg, "check"):
+        cfg.check()
+    return cfg
+
+
+# -- the command line -----------------------------------------------------------------------
+
+def _metavar(tp) -> str:
+    inner, optional = _unwrap_optional(tp)
+    name = {bool: "BOOL", int: "INT", float: "FLOAT"}.get(inner, "STR")
+    return name + ("|none" if optional else "")
+
+
+def parse_config(cls: type[C], argv: Sequence[str] | None = None, default_config: str | Path | None = None,
+                 description: str | None = None) -> C:
+    """Build ``cls`` from ``--config`` and ``--field-name value`` flags (``argv`` = sys.argv[1:]).
+
+    ``default_config`` is the YAML used when no ``--config`` is given. ``--help`` lists every
+    field with its help text and the default that applies once that YAML is read.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    path = known.config or default_config
+    from_yaml = _resolve(cls, [(str(path), _read_yaml(path))]) if path is not None else {}
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None, metavar="YAML",
+                        help=f"YAML file overriding the defaults (default: {default_config or 'none'})")
+    for name, (tp, f) in _fields(cls).items():
+        default = from_yaml.get(name, f.default)
+        where = f", from {Path(path).name}" if name in from_yaml else ""
+        parser.add_argument(flag_name(name), dest=name, default=argparse.SUPPRESS, metavar=_metavar(tp),
+                            help=f"{f.metadata.get('help', '')} (default: {default}{where})".replace("%", "%%"))
+    args = vars(parser.parse_args(argv))
+    args.pop("config")
+    return load_config(cls, path, args)
+
+
+def parse_recipe_config(cls: type[C], argv: Sequence[str] | None, default_config: str | Path, description: str | None = None) -> C:
+    """:func:`parse_config` for a recipe with a default YAML, telling the user when it is used."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a == "--config" or a.startswith("--config=") for a in argv) and not {"-h", "--help"} & set(argv):
+        print(f"no --config given: using {default_config} (the embedded quick run)")
+    return parse_config(cls, argv, default_config=default_config, description=description)
+
+
+def config_to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+#: what a user's input raises: bad values, specs and hyperparameters, missing files
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _with_flag(message: str, cls) -> str:
+    """Prefix the flag of the config field the message names first: ``--topk: topk=32 ...``."""
+    if cls is None:
+        return message
+    found = []
+    for name in _fields(cls):
+        match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message)
+        if match:
+            found.append((match.start(), -len(name), name))  # earliest; at a tie, the longest
+    return f"{flag_name(min(found)[2])}: {message}" if found else message
+
+
+@contextmanager
+def user_errors(cls=None) -> Iterator[None]:
+    """Errors a user caused -> one line ``error: --flag: what is wrong`` on stderr, exit status 2.
+
+    ``cls`` is the recipe's config class, used to name the flag. Set ``SCENE_SSL_DEBUG=1`` to
+    see the full traceback. Every process exits; only rank 0 prints.
+    """
+    try:
+        yield
+    except USER_ERRORS as e:
+        if os.environ.get("SCENE_SSL_DEBUG"):
+            traceback.print_exc()
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {_with_flag(str(e).splitlines()[0] if str(e) else type(e).__name__, cls)}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,59 @@
+"""Watch a backbone learn: multi-label kNN mAP on a labeled set, cheap enough to run every few epochs."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..data import check_spec, load_dataset
+from ..metrics import multilabel_metrics
+from .features import extract_features
+from .knn import knn_scores
+
+__all__ = ["KNNMonitor"]
+
+
+class KNNMonitor:
+    """``monitor(backbone) -> {"knn_mAP": ...}``: the kNN probe (k nearest training images,
+    cosine, similarity-weighted label vote) of the backbone as it is now, on up to
+    ``max_train`` training and ``max_val`` validation images of ``data``.
+
+    The pretraining loop calls it every ``monitor_every`` epochs (frozen features, BN in
+    eval mode), so that a user sees whether longer training still helps. The data is
+    loaded at the first call; a bad spec fails at construction.
+
+    Example:
+        >>> KNNMonitor("imagenet", image_size=32)
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>, folder:<path>
+    """
+
+    def __init__(self, data: str, *, image_size: int, pool: str = "avg", k: int = 20, max_train: int = 2000,
+                 max_val: int = 1000, num_workers: int = 0) -> None:
+        self.data = check_spec(data)
+        self.image_size, self.pool, self.k = image_size, pool, k
+        self.max_train, self.max_val, self.num_workers = max_train, max_val, num_workers
+        self._splits = None
+
+    @classmethod
+    def from_config(cls, cfg) -> "KNNMonitor | None":
+        """The monitor a pretraining config asks for (``monitor_every`` > 0 and ``probe_data`` set), else None."""
+        if not cfg.monitor_every or not cfg.probe_data:
+            return None
+        return cls(cfg.probe_data, image_size=cfg.image_size, num_workers=min(2, cfg.num_workers))
+
+    def _load(self):
+        if self._splits is None:
+            train = load_dataset(self.data, "train", drop_unlabeled=True)
+            val = load_dataset(self.data, "val", drop_unlabeled=True)
+            self._splits = (train.select(range(min(len(train), self.max_train))),
+                            val.select(range(min(len(val), self.max_val))))
+        return self._splits
+
+    def __call__(self, backbone: nn.Module) -> dict[str, float]:
+        train, val = self._load()
+        device = next(backbone.parameters()).device
+        kw = dict(image_size=self.image_size, pool=self.pool, device=device, num_workers=self.num_workers)
+        f_train, y_train = extract_features(backbone, train, **kw)
+        f_val, y_val = extract_features(backbone, val, **kw)
+        scores = knn_scores(f_train, y_train, f_val, k=min(self.k, len(f_train)))
+        return {"knn_mAP": multilabel_metrics(scores, y_val, threshold=0.5, apply_sigmoid=False)["mAP"]}

@@ -1,0 +1,47 @@
+"""Checkpoint-and-stop on the signals schedulers send before they kill a job.
+
+SLURM (``--signal=USR1@120``, or SIGTERM at the time limit and on ``scancel``) and
+preemptible cloud machines warn a job with SIGTERM or SIGUSR1 before they kill it. Inside
+:func:`preemption_signals` those signals only record themselves; the training loop then
+finishes its step, writes a checkpoint and returns, so the same command with
+``--resume auto`` goes on from there.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["PREEMPTION_SIGNALS", "preemption_signals", "ignore_preemption_signals"]
+
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextmanager
+def preemption_signals() -> Iterator[list[str]]:
+    """Within the block, SIGTERM / SIGUSR1 append their name to the yielded list instead of
+    ending the process; the previous handlers are restored afterwards. Outside the main
+    thread (where Python cannot install handlers) nothing changes."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def record(signum, frame):
+        received.append(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, record) for s in PREEMPTION_SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def ignore_preemption_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: the workers leave the signals to the training process
+    (a scheduler signals every process of the job; a worker killed by it would crash the
+    epoch before the checkpoint is written)."""
+    for s in PREEMPTION_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
