@@ -94,8 +94,13 @@ def test_visualize_nn_and_loss_curve(scenes, export, tmp_path):
                     "--k", "4", "--crop-size", "24", "--output", str(tmp_path / "nn.png"), "--log", str(log),
                     "--curve-output", str(tmp_path / "loss.png")])
     grid = Image.open(out["nearest_neighbours"])
-    pad = 4
-    assert grid.size == ((4 + 1) * (24 + pad) + pad + 8, 3 * (24 + pad) + pad)
+    panel_width = 10 + (4 + 1) * (24 + 4) + 4  # the query, 4 neighbours, per backbone
+    assert grid.size == (2 * panel_width + 12, 30 + 34 + 3 * (24 + 4) + 4)  # the model's panel and random init's
     assert np.asarray(grid).std() > 10  # real pictures, not a blank canvas
+    alone = viz.main(["--model", str(export), "--data", f"coco:{scenes}", "--gallery-images", "10", "--queries", "3",
+                      "--k", "4", "--crop-size", "24", "--compare-random", "false", "--output", str(tmp_path / "one.png")])
+    assert Image.open(alone["nearest_neighbours"]).size[0] == panel_width
     curve = np.asarray(Image.open(out["loss_curve"]))
-    assert curve.shape == (400, 640, 3) and (curve != 255).any()
+    assert curve.shape == (420, 760, 3)
+    plot, legend = curve[40:370, 70:630], curve[40:370, 630:]
+    assert (plot != 255).any() and (legend != 255).any()  # the legend has its own column beside the curves
