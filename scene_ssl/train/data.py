@@ -71,5 +71,8 @@ def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, model: 
         num_workers=workers, collate_fn=collate_decoded if on_device else collate_views,
         pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
         persistent_workers=workers > 0,  # no re-fork per epoch; the epoch is in shared memory
+        # its own generator: starting an epoch (or a resumed one) draws no number from the
+        # global RNG, so a resumed run's random stream continues exactly where it was saved
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), label_table(data))
