@@ -8,7 +8,7 @@ import datasets
 from .coco import load_coco
 from .folder import load_folder
 from .hub import load_hf
-from .scenes import make_scenes
+from .scenes import GENERATOR_VERSION, make_scenes
 from .schema import cache_root
 
 __all__ = ["load_dataset", "check_spec", "SPEC_KINDS", "default_scenes_dir"]
@@ -18,7 +18,7 @@ SPEC_KINDS = ("scenes", "coco:<path>", "hf:<repo id or folder>", "folder:<path>"
 
 def default_scenes_dir() -> str:
     """Where the embedded scene set is generated (once) and cached."""
-    return str(cache_root() / "scenes-v1")
+    return str(cache_root() / f"scenes-v{GENERATOR_VERSION}")
 
 
 def check_spec(spec: str) -> str:

@@ -1,17 +1,28 @@
 """The embedded default data: a deterministic generator of synthetic multi-object scenes.
 
-Each image holds 1-4 objects drawn from K classes on a cluttered background. A class is a
-*shape with its own texture* (stripes, dots, checks, rings ...); object colours come at
-random from a small shared palette and backgrounds are low-saturation gradients with gray
-clutter. So neither colour nor background says anything about the class, nor lets a
-self-supervised model tell one image from another: instance discrimination has to use the
-objects' shapes and textures, which is what the multi-label probe asks for. The set is
-written as a COCO-format folder (``train2017/``, ``val2017/``,
-``annotations/instances_{split}2017.json``) with *non-contiguous* category ids like COCO's,
-so the default run goes through the same pycocotools path as real COCO.
+Built to behave like COCO where it matters to scene SSL:
+
+- **many classes, few per image**: 24 classes (12 shapes x 2 textures each, so a class is
+  a conjunction, as "car" vs "truck"), 1-3 objects per image (COCO: 80 classes, 2.9 per
+  image); a random image shares a class with a query about one time in six, so MLS's
+  pseudo-labels can be told apart from chance;
+- **every image its own**: a coloured low-frequency background (four corner colours, a
+  wave), clutter strokes and blobs in random colours, and objects in random colours, so
+  that instance discrimination, the pretext task of MoCo / MLS / SimSiam, is learnable
+  from the objects and the scene rather than near chance;
+- **the class is in shape and texture only**: colours carry no class information, and an
+  object's texture has a per-class direction and a canonical pose (small wobble), so what
+  makes two scenes alike is which objects they hold.
+
+Annotations are COCO's: a box, an area and an RLE mask of each object's *visible* part
+(later objects cover earlier ones; an object less than a quarter visible is left out), and
+*non-contiguous* category ids like COCO's, written as a COCO-format folder (``train2017/``,
+``val2017/``, ``annotations/instances_{split}2017.json``), so the default run goes through
+the same pycocotools path as real COCO, detection included.
 """
 from __future__ import annotations
 
+import colorsys
 import json
 import math
 import os
@@ -21,24 +32,18 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from pycocotools import mask as mask_utils
 
-__all__ = ["make_scenes", "SCENE_CLASSES", "scene_category_id"]
+from ._shapes import SHAPES, TEXTURES, shape_mask, texture
 
-#: (shape, texture) of each class; the class name is "<texture> <shape>"
-SCENE_CLASSES = (
-    ("circle", "stripes"),
-    ("square", "dots"),
-    ("triangle", "checks"),
-    ("star", "solid"),
-    ("cross", "rings"),
-    ("hexagon", "zigzag"),
-    ("diamond", "grid"),
-    ("crescent", "diagonal"),
-    ("ring", "solid"),
-    ("arrow", "dots"),
-    ("heart", "stripes"),
-    ("pentagon", "checks"),
-)
+__all__ = ["make_scenes", "SCENE_CLASSES", "scene_category_id", "GENERATOR_VERSION"]
+
+#: bump when the pictures or annotations change: it names the cache folder
+GENERATOR_VERSION = 2
+
+#: (shape, texture) of class k: shape k mod 12 with the first or second of its two textures;
+#: the class name is "<texture> <shape>"
+SCENE_CLASSES = tuple((SHAPES[k % 12], TEXTURES[(k % 12 + 5 * (k // 12)) % len(TEXTURES)]) for k in range(24))
 
 
 def scene_category_id(index: int) -> int:
@@ -46,166 +51,83 @@ def scene_category_id(index: int) -> int:
     return index + 1 + index // 3
 
 
-def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float]]:
-    def regular(n: int, radius: float = r, phase: float = 0.0):
-        return [(cx + radius * math.cos(rot + phase + 2 * math.pi * k / n), cy + radius * math.sin(rot + phase + 2 * math.pi * k / n)) for k in range(n)]
-
-    if shape == "square":
-        return regular(4, r, math.pi / 4)
-    if shape == "triangle":
-        return regular(3)
-    if shape == "hexagon":
-        return regular(6)
-    if shape == "pentagon":
-        return regular(5)
-    if shape == "diamond":
-        return [(cx + r * 0.6 * math.cos(rot), cy + r * 0.6 * math.sin(rot)), (cx - r * math.sin(rot), cy + r * math.cos(rot)),
-                (cx - r * 0.6 * math.cos(rot), cy - r * 0.6 * math.sin(rot)), (cx + r * math.sin(rot), cy - r * math.cos(rot))]
-    if shape == "star":
-        pts = []
-        for k in range(10):
-            rad = r if k % 2 == 0 else r * 0.45
-            a = rot + math.pi * k / 5
-            pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
-        return pts
-    if shape == "cross":
-        w = r * 0.35
-        base = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
-    elif shape == "arrow":
-        base = [(-r, -0.3 * r), (0.2 * r, -0.3 * r), (0.2 * r, -0.8 * r), (r, 0), (0.2 * r, 0.8 * r), (0.2 * r, 0.3 * r), (-r, 0.3 * r)]
-    elif shape == "heart":
-        base = [(r * 16 * math.sin(t) ** 3 / 17, -r * (13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 17)
-                for t in np.linspace(0, 2 * math.pi, 40, endpoint=False)]
-    else:
-        raise ValueError(shape)
-    c, s = math.cos(rot), math.sin(rot)
-    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in base]
+def _colour(rng: np.random.Generator, saturation=(0.45, 1.0), value=(0.35, 1.0)) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*saturation), rng.uniform(*value))
+    return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _mask(shape: str, size: tuple[int, int], cx: float, cy: float, r: float, rot: float) -> Image.Image:
-    mask = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(mask)
-    if shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-    elif shape == "ring":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-        draw.ellipse([cx - r * 0.55, cy - r * 0.55, cx + r * 0.55, cy + r * 0.55], fill=0)
-    elif shape == "crescent":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-        ox, oy = 0.45 * r * math.cos(rot), 0.45 * r * math.sin(rot)
-        draw.ellipse([cx + ox - 0.85 * r, cy + oy - 0.85 * r, cx + ox + 0.85 * r, cy + oy + 0.85 * r], fill=0)
-    else:
-        draw.polygon(_polygon(shape, cx, cy, r, rot), fill=255)
-    return mask
-
-
-def _texture(kind: str, size: tuple[int, int], c1, c2, period: float, rot: float) -> Image.Image:
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    u = xx * math.cos(rot) + yy * math.sin(rot)
-    v = -xx * math.sin(rot) + yy * math.cos(rot)
-    if kind == "solid":
-        sel = np.zeros((h, w), bool)
-    elif kind == "stripes":
-        sel = (u // (period / 2)) % 2 == 0
-    elif kind == "diagonal":
-        sel = ((u + v) // (period / 2)) % 2 == 0
-    elif kind == "checks":
-        sel = ((u // (period / 2)) + (v // (period / 2))) % 2 == 0
-    elif kind == "dots":
-        sel = ((u % period - period / 2) ** 2 + (v % period - period / 2) ** 2) < (period * 0.28) ** 2
-    elif kind == "rings":
-        sel = (np.sqrt((xx - w / 2) ** 2 + (yy - h / 2) ** 2) // (period / 2)) % 2 == 0
-    elif kind == "zigzag":
-        sel = ((u + np.abs((v % period) - period / 2)) // (period / 2)) % 2 == 0
-    elif kind == "grid":
-        sel = ((u % period) < period * 0.25) | ((v % period) < period * 0.25)
-    else:
-        raise ValueError(kind)
-    out = np.where(sel[..., None], np.array(c2, np.uint8), np.array(c1, np.uint8))
-    return Image.fromarray(out.astype(np.uint8), "RGB")
-
-
-#: object colours: a small shared palette, so that colour cannot tell one image from another
-PALETTE = ((220, 40, 40), (40, 170, 60), (40, 80, 220), (240, 200, 30), (150, 50, 190), (20, 190, 200), (245, 130, 20), (30, 30, 30), (235, 235, 235))
-
-
-def _color(rng: np.random.Generator) -> tuple[int, int, int]:
-    return PALETTE[int(rng.integers(len(PALETTE)))]
-
-
-def _contrasting(rng: np.random.Generator, c) -> tuple[int, int, int]:
-    for _ in range(20):
-        d = _color(rng)
-        if sum(abs(a - b) for a, b in zip(c, d)) > 200:
+def _contrasting(rng: np.random.Generator, c: tuple[int, int, int]) -> tuple[int, int, int]:
+    for _ in range(30):
+        d = _colour(rng)
+        if sum(abs(a - b) for a, b in zip(c, d)) > 220:
             return d
     return tuple(255 - v for v in c)
 
 
-def _neutral(rng: np.random.Generator) -> tuple[int, int, int]:
-    g = float(rng.uniform(70, 190))
-    return tuple(int(np.clip(g + rng.normal(0, 10), 0, 255)) for _ in range(3))
-
-
 def _background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
-    """Low-saturation gradient, noise and gray clutter: nothing that identifies the image."""
+    """A scene of its own: four muted corner colours blended, a soft wave, noise, and clutter
+    (strokes and blobs that are no class) in random colours."""
     w, h = size
-    c1, c2 = np.array(_neutral(rng), np.float32), np.array(_neutral(rng), np.float32)
-    a = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = ((xx * math.cos(a) + yy * math.sin(a)) / (w + h) + 0.5).clip(0, 1)[..., None]
-    img = c1 + (c2 - c1) * t + 12.0 * rng.standard_normal((h, w, 3), dtype=np.float32)
+    u, v = (xx / max(1, w - 1))[..., None], (yy / max(1, h - 1))[..., None]
+    c = [np.array(_colour(rng, saturation=(0.1, 0.45), value=(0.3, 0.9)), np.float32) for _ in range(4)]
+    img = c[0] * (1 - u) * (1 - v) + c[1] * u * (1 - v) + c[2] * (1 - u) * v + c[3] * u * v
+    angle, freq = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 2.0)
+    img = img + 18 * np.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)) / w + rng.uniform(0, 2 * math.pi))[..., None]
+    img = img + 10.0 * rng.standard_normal((h, w, 3), dtype=np.float32)
     bg = Image.fromarray(img.clip(0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(bg)
-    for _ in range(int(rng.integers(6, 16))):  # clutter: strokes and blobs that are no class
+    for _ in range(int(rng.integers(6, 16))):
         x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+        colour = _colour(rng, saturation=(0.0, 0.5), value=(0.2, 0.9))
         if rng.random() < 0.6:
-            x1, y1 = x0 + rng.normal(0, w / 4), y0 + rng.normal(0, h / 4)
-            draw.line([x0, y0, x1, y1], fill=_neutral(rng), width=int(rng.integers(1, 4)))
+            draw.line([x0, y0, x0 + rng.normal(0, w / 4), y0 + rng.normal(0, h / 4)], fill=colour, width=int(rng.integers(1, 4)))
         else:
-            r = rng.uniform(2, min(w, h) / 14)
-            draw.ellipse([x0 - r, y0 - r * rng.uniform(0.3, 1), x0 + r, y0 + r], fill=_neutral(rng))
+            r = rng.uniform(2, min(w, h) / 12)
+            draw.ellipse([x0 - r, y0 - r * rng.uniform(0.3, 1), x0 + r, y0 + r], fill=colour)
     return bg.filter(ImageFilter.GaussianBlur(0.6))
 
 
 def _scene(rng: np.random.Generator, size: tuple[int, int], num_classes: int, max_objects: int):
+    """An image and its objects ``(class, bbox xywh, area, RLE)``, each object's visible part."""
     w, h = size
     img = _background(rng, size)
-    objects = []
+    drawn = []
     n = int(rng.integers(1, max_objects + 1))
-    classes = rng.choice(num_classes, size=n, replace=n > num_classes)
-    for cls in classes:
-        shape, texture = SCENE_CLASSES[int(cls)]
+    for cls in rng.choice(num_classes, size=n, replace=n > num_classes):
+        shape, kind = SCENE_CLASSES[int(cls)]
         r = rng.uniform(0.16, 0.28) * min(w, h)
         cx, cy = rng.uniform(r * 0.8, w - r * 0.8), rng.uniform(r * 0.8, h - r * 0.8)
-        # canonical pose (small wobble) and a per-class texture direction: what makes one
-        # scene differ from another is then mostly *which* objects it holds, as in COCO,
-        # rather than arbitrary rotations that instance discrimination would latch onto
-        rot = rng.uniform(-0.25, 0.25)
-        mask = _mask(shape, size, cx, cy, r, rot)
-        c1 = _color(rng)
+        mask = shape_mask(shape, size, cx, cy, r, rng.uniform(-0.25, 0.25))  # canonical pose, small wobble
+        c1 = _colour(rng)
         c2 = _contrasting(rng, c1)
         period, tex_rot = rng.uniform(0.3, 0.45) * r, (int(cls) * 0.61) % math.pi + rng.uniform(-0.15, 0.15)
         bbox = mask.getbbox()
         if bbox is None:
             continue
         x0, y0, x1, y1 = bbox
-        # the texture only where the object is: a bbox-sized patch, not the whole canvas
-        tex = _texture(texture, (x1 - x0, y1 - y0), c1, c2, period=period, rot=tex_rot)
-        obj_mask = mask.crop(bbox)
-        img.paste(tex, (x0, y0), obj_mask)
-        objects.append((int(cls), [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], float(np.count_nonzero(np.asarray(obj_mask)))))
-    return img, objects
+        img.paste(texture(kind, (x1 - x0, y1 - y0), c1, c2, period=period, rot=tex_rot), (x0, y0), mask.crop(bbox))
+        drawn.append((int(cls), np.asarray(mask) > 0))
+    objects, covered = [], np.zeros((h, w), bool)
+    for cls, full in reversed(drawn):  # the last drawn is on top
+        visible = full & ~covered
+        covered |= full
+        if visible.sum() >= max(12, full.sum() / 4):
+            ys, xs = np.nonzero(visible)
+            rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
+            objects.append((cls, [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())],
+                            float(visible.sum()), {"size": rle["size"], "counts": rle["counts"].decode("ascii")}))
+    return img, objects[::-1]
 
 
 def make_scenes(
     out_dir: str | os.PathLike,
     *,
-    num_classes: int = 10,
+    num_classes: int = 24,
     num_train: int = 4000,
     num_val: int = 1000,
     image_size: tuple[int, int] = (80, 60),
-    max_objects: int = 4,
+    max_objects: int = 3,
     seed: int = 0,
     quality: int = 92,
 ) -> Path:
@@ -216,7 +138,7 @@ def make_scenes(
     existing complete set is returned as it is.
 
     Args:
-        num_classes: K <= 12 object classes (shape + texture).
+        num_classes: K <= 24 object classes (shape + texture).
         num_train / num_val: images per split.
         image_size: (width, height); non-square and larger than the training crops.
         max_objects: objects per image are drawn uniformly from 1..max_objects.
@@ -225,8 +147,8 @@ def make_scenes(
         >>> import tempfile, json
         >>> root = make_scenes(tempfile.mkdtemp(), num_classes=3, num_train=4, num_val=2, image_size=(48, 32))
         >>> ann = json.load(open(root / "annotations" / "instances_val2017.json"))
-        >>> len(ann["images"]), [c["id"] for c in ann["categories"]]
-        (2, [1, 2, 3])
+        >>> len(ann["images"]), [c["id"] for c in ann["categories"]], sorted(ann["annotations"][0])
+        (2, [1, 2, 3], ['area', 'bbox', 'category_id', 'id', 'image_id', 'iscrowd', 'segmentation'])
     """
     if not 1 <= num_classes <= len(SCENE_CLASSES):
         raise ValueError(f"num_classes must be in [1, {len(SCENE_CLASSES)}], got {num_classes}")
@@ -258,13 +180,13 @@ def make_scenes(
                 name = f"{image_id:012d}.jpg"
                 img.save(folder / name, quality=quality)
                 images.append({"id": image_id, "file_name": name, "width": w, "height": h})
-                for cls, bbox, area in objects:
+                for cls, bbox, area, rle in objects:
                     annotations.append({"id": ann_id, "image_id": image_id, "category_id": scene_category_id(cls),
-                                        "bbox": bbox, "area": area, "iscrowd": 0})
+                                        "bbox": bbox, "area": area, "segmentation": rle, "iscrowd": 0})
                     ann_id += 1
             with open(tmp / "annotations" / f"instances_{split}2017.json", "w") as f:
                 json.dump({"images": images, "annotations": annotations, "categories": categories,
-                           "info": {"description": "scene_ssl synthetic scenes", "seed": seed}}, f)
+                           "info": {"description": f"scene_ssl synthetic scenes v{GENERATOR_VERSION}", "seed": seed}}, f)
         (tmp / ".complete").write_text("ok\n")
         if out.exists():  # an incomplete leftover from an interrupted run
             shutil.rmtree(out)
