@@ -1,0 +1,192 @@
+"""Do the methods learn what their papers say? MoCo v2, MLS, SimSiam, BAM + IA-CLoss and a
+random-init backbone, with the same budget (epochs over the same data, the same backbone and
+view size), S seeds each, probed the same way: the GAMP multi-label linear probe (mAP) and
+the kNN probe (mAP), plus MLS's final pseudo-label precision next to its chance rate.
+
+    python benchmarks/bench_learning.py                                   # CPU: the embedded scenes, 3 seeds (~30 min, 2 cores)
+    python benchmarks/bench_learning.py --seeds 1 --epochs 2              # a smoke run
+    python benchmarks/bench_learning.py --scale gpu --data coco:/data/coco --probe-data coco:/data/coco
+
+The methods start from the recipes' quick configs (``recipes/configs/mls_scenes.yaml``, MoCo v2
+= MLS with λ = 0; ``bam_scenes.yaml``, SimSiam = BAM with one block and λ = 0), so the
+table measures what ``accelerate launch recipes/...`` trains; ``--scale gpu`` swaps in a
+ResNet-18 at 96 px for longer. Prints a table (mean ± std over seeds), writes it as JSON
+and draws it as a PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from PIL import Image, ImageDraw, ImageFont
+
+from scene_ssl.data import load_dataset
+from scene_ssl.metrics import multilabel_metrics
+from scene_ssl.models import TimmBackbone
+from scene_ssl.probe import extract_features, fit_linear_head, knn_scores, probe_metrics
+from scene_ssl.train import BAMConfig, MLSConfig, load_config, pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+import pretrain_bam  # noqa: E402
+import pretrain_mls  # noqa: E402
+
+METHODS = ("random", "mocov2", "mls", "simsiam", "bam")
+#: method -> (recipe module, config class, default YAML, overrides that make the method)
+RECIPES = {
+    "mocov2": (pretrain_mls, MLSConfig, "mls_scenes.yaml", {"mls_weight": 0.0}),
+    "mls": (pretrain_mls, MLSConfig, "mls_scenes.yaml", {}),
+    "simsiam": (pretrain_bam, BAMConfig, "bam_scenes.yaml", {"blocks": 1, "ia_weight": 0.0}),
+    "bam": (pretrain_bam, BAMConfig, "bam_scenes.yaml", {}),
+}
+#: --scale gpu: a real (small) backbone at a real (small) size, longer
+GPU_SCALE = {"backbone": "resnet18", "image_size": 96, "probe_image_size": 160, "num_workers": 8,
+             "mixed_precision": "bf16", "hidden_dim": 2048, "proj_dim": 2048, "proj_hidden_dim": 2048, "pred_hidden_dim": 512}
+
+
+def method_config(method: str, seed: int, args) -> tuple:
+    module, cls, yaml_name, make = RECIPES[method]
+    values = yaml.safe_load((ROOT / "recipes" / "configs" / yaml_name).read_text())
+    if args.scale == "gpu":
+        values.update({k: v for k, v in GPU_SCALE.items() if k in {f.name for f in dataclasses.fields(cls)}})
+    values.update(make, seed=seed, data=args.data, epochs=args.epochs or values["epochs"], export=False, probe_data=None,
+                  monitor_every=0, output_dir=str(Path(args.out) / "runs" / f"{method}_seed{seed}"), save_every=0)
+    if args.max_steps:
+        values["max_steps"] = args.max_steps
+    return module, load_config(cls, None, values)
+
+
+def probe(backbone, args, probe_size: int, seed: int) -> dict[str, float]:
+    """GAMP linear probe and kNN probe (avg pool) on ``args.probe_data`` train -> val."""
+    train = load_dataset(args.probe_data, "train", drop_unlabeled=True)
+    val = load_dataset(args.probe_data, "val", drop_unlabeled=True)
+    kw = dict(image_size=probe_size, num_workers=min(2, args.workers), device=next(backbone.parameters()).device)
+    f_train, y_train = extract_features(backbone, train, pool="avgmax", **kw)
+    f_val, y_val = extract_features(backbone, val, pool="avgmax", **kw)
+    linear = probe_metrics(fit_linear_head(f_train, y_train, epochs=args.probe_epochs, seed=seed), f_val, y_val)
+    k_train, _ = extract_features(backbone, train, pool="avg", **kw)
+    k_val, _ = extract_features(backbone, val, pool="avg", **kw)
+    knn = multilabel_metrics(knn_scores(k_train, y_train, k_val, k=20), y_val, threshold=0.5, apply_sigmoid=False)
+    return {"linear_mAP": linear["mAP"], "linear_CF1": linear["CF1"], "knn_mAP": knn["mAP"]}
+
+
+def run_one(method: str, seed: int, args) -> dict:
+    start = time.perf_counter()
+    if method == "random":
+        torch.manual_seed(seed)
+        _, cfg = method_config("mls", seed, args)
+        row = probe(TimmBackbone(cfg.backbone), args, cfg.probe_image_size, seed)
+        return {**row, "train_min": 0.0}
+    module, cfg = method_config(method, seed, args)
+    AcceleratorState._reset_state(reset_partial_state=True)  # one Accelerator per run in this process
+    GradientState._reset_state()
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    run = pretrain(cfg, module.build_model, module.build_transform, accelerator=accelerator)
+    train_min = (time.perf_counter() - start) / 60
+    row = probe(run.model.encoder, args, cfg.probe_image_size, seed)
+    for key in ("pl_precision", "pl_chance", "loss_nce", "loss_mls", "loss_sim", "loss_ia", "z_std"):
+        if key in run.losses:
+            row[key] = run.losses[key]
+    return {**row, "train_min": train_min}
+
+
+def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, float]]]:
+    out = {}
+    for method, runs in rows.items():
+        keys = sorted({k for r in runs for k in r})
+        out[method] = {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+                       for k in keys if (v := [r[k] for r in runs if k in r])}
+    return out
+
+
+def table(summary: dict, seeds: int) -> str:
+    cols = [("linear_mAP", "GAMP linear mAP"), ("knn_mAP", "kNN mAP"), ("pl_precision", "MLS top-k precision"),
+            ("pl_chance", "chance"), ("train_min", "train min / run")]
+    lines = [f"| method ({seeds} seed{'s' * (seeds > 1)}) | " + " | ".join(c[1] for c in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for method, stats in summary.items():
+        cells = [f"{stats[k][0]:.1f} ± {stats[k][1]:.1f}" if k in stats and k.endswith("mAP")
+                 else f"{stats[k][0]:.2f}" if k in stats else "" for k, _ in cols]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def draw(summary: dict, title: str, path: Path) -> None:
+    """Bars of the linear and kNN mAP (mean, ± std whiskers) per method."""
+    w, h, left, bottom, top = 760, 420, 60, 60, 50
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=13) if hasattr(ImageFont, "FreeTypeFont") else ImageFont.load_default()
+    d.text((left, 12), title, fill="black", font=font)
+    values = [s[k][0] + s[k][1] for s in summary.values() for k in ("linear_mAP", "knn_mAP") if k in s]
+    lo = min(s[k][0] - s[k][1] for s in summary.values() for k in ("linear_mAP", "knn_mAP") if k in s)
+    lo, hi = max(0.0, lo - 5), max(values) + 3
+    sy = lambda v: h - bottom - (v - lo) / (hi - lo) * (h - top - bottom)  # noqa: E731
+    d.line([left, top, left, h - bottom, w - 20, h - bottom], fill="black")
+    for i in range(6):
+        v = lo + i * (hi - lo) / 5
+        d.text((10, sy(v) - 7), f"{v:.0f}", fill="black", font=font)
+    slot = (w - left - 40) / len(summary)
+    for i, (method, stats) in enumerate(summary.items()):
+        for j, (key, colour) in enumerate((("linear_mAP", "#1f77b4"), ("knn_mAP", "#ff7f0e"))):
+            if key not in stats:
+                continue
+            mean, std = stats[key]
+            x0 = left + 10 + i * slot + j * slot * 0.4
+            d.rectangle([x0, sy(mean), x0 + slot * 0.35, h - bottom], fill=colour)
+            xc = x0 + slot * 0.175
+            d.line([xc, sy(mean - std), xc, sy(mean + std)], fill="black", width=2)
+        d.text((left + 10 + i * slot, h - bottom + 8), method, fill="black", font=font)
+    d.rectangle([w - 200, top, w - 186, top + 12], fill="#1f77b4")
+    d.text((w - 180, top - 2), "GAMP linear mAP", fill="black", font=font)
+    d.rectangle([w - 200, top + 20, w - 186, top + 32], fill="#ff7f0e")
+    d.text((w - 180, top + 18), "kNN mAP", fill="black", font=font)
+    img.save(path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="scenes", help="pretraining data spec")
+    ap.add_argument("--probe-data", default=None, help="labeled data of the probes (default: --data)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None, help="the budget of every method (default: the MLS quick config's)")
+    ap.add_argument("--max-steps", type=int, default=None, help="a budget in steps instead (smoke tests)")
+    ap.add_argument("--probe-epochs", type=int, default=100)
+    ap.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", default="outputs/bench_learning")
+    args = ap.parse_args(argv)
+    args.probe_data = args.probe_data or args.data
+    if args.epochs is None:
+        args.epochs = yaml.safe_load((ROOT / "recipes" / "configs" / "mls_scenes.yaml").read_text())["epochs"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict]] = {}
+    for method in args.methods.split(","):
+        if method not in METHODS:
+            raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        for seed in range(args.seeds):
+            rows.setdefault(method, []).append(run_one(method, seed, args))
+            print(f"{method} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in rows[method][-1].items()), flush=True)
+    summary = summarise(rows)
+    budget = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs} epochs"
+    text = table(summary, args.seeds)
+    print(f"\nlearning benchmark: {args.data}, {budget} per method, {args.scale} scale\n{text}")
+    (out / "bench_learning.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))
+    draw(summary, f"{args.data}, {budget}, {args.seeds} seed(s): mean ± std", out / "bench_learning.png")
+    print(f"wrote {out / 'bench_learning.json'} and {out / 'bench_learning.png'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
