@@ -57,6 +57,12 @@ def _convert(name: str, tp, value: Any) -> Any:
         if optional:
             return None
         raise ValueError(f"config field {name!r} may not be empty")
+    if typing.get_origin(inner) is tuple:  # tuple[int, ...]: a YAML list or "a,b,c"
+        item = typing.get_args(inner)[0]
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise ValueError(f"config field {name!r} expects a list of {item.__name__}, got {value!r}")
+        return tuple(_convert(name, item, v.strip() if isinstance(v, str) else v) for v in items)
     try:
         if inner is bool:
             if isinstance(value, bool):
@@ -130,6 +136,8 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
 
 def _metavar(tp) -> str:
     inner, optional = _unwrap_optional(tp)
+    if typing.get_origin(inner) is tuple:
+        return {int: "INT", float: "FLOAT"}.get(typing.get_args(inner)[0], "STR") + ",..."
     name = {bool: "BOOL", int: "INT", float: "FLOAT"}.get(inner, "STR")
     return name + ("|none" if optional else "")
 
@@ -170,7 +178,8 @@ def parse_recipe_config(cls: type[C], argv: Sequence[str] | None, default_config
 
 
 def config_to_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The config as plain YAML / JSON values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
 def save_config(cfg, path: str | Path) -> None:

@@ -54,7 +54,9 @@ def test_saved_config_round_trips(tmp_path):
 def test_recipe_configs_parse():
     from pathlib import Path
 
+    from scene_ssl.detection.config import DetectionConfig
+
     root = Path(__file__).resolve().parents[2] / "recipes" / "configs"
+    classes = {"bam": BAMConfig, "mls": MLSConfig, "mocov2": MLSConfig, "detection": DetectionConfig}
     for path in sorted(root.glob("*.yaml")):
-        cls = BAMConfig if path.name.startswith("bam") else MLSConfig
-        load_config(cls, path)
+        load_config(classes[path.name.split("_")[0]], path)

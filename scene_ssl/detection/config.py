@@ -1,0 +1,82 @@
+"""The detection-transfer recipe's config (defaults: the MoCo / MLS protocol, Mask R-CNN R50-FPN 1x on COCO)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ..cli import option
+from .data import BBOX_FORMATS
+from .model import NORMS, TASKS
+
+__all__ = ["DetectionConfig", "schedule_iterations"]
+
+#: Detectron2's 1x: 90k iterations at 16 images per batch; 2x, 3x, ... are multiples
+BASE_ITERATIONS, BASE_BATCH = 90_000, 16
+
+
+def schedule_iterations(schedule: str, total_batch: int) -> int:
+    """Iterations of a schedule at ``total_batch`` images per step: ``"1x"`` = 90k at batch 16,
+    scaled inversely with the batch (the linear scaling rule keeps the images seen); a plain
+    number is that many iterations.
+
+    Example:
+        >>> schedule_iterations("1x", 16), schedule_iterations("2x", 64), schedule_iterations("300", 8)
+        (90000, 45000, 300)
+    """
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)x", schedule.strip())
+    if match:
+        return max(1, round(float(match.group(1)) * BASE_ITERATIONS * BASE_BATCH / total_batch))
+    if schedule.strip().isdigit() and int(schedule) > 0:
+        return int(schedule)
+    raise ValueError(f"schedule must be like 1x / 2x or a number of iterations, got {schedule!r}")
+
+
+@dataclasses.dataclass
+class DetectionConfig:
+    """Fine-tune a detector on a pretrained backbone, evaluate COCO AP, compare with random init."""
+
+    model: str = option("outputs/mls_scenes", "pretrained backbone: training output | export folder | local-dir:... | hf-hub:... | random:<timm name>")
+    compare_random: bool = option(True, "also fine-tune random:<same architecture> with the same settings")
+    data: str = option("scenes", "detection data: scenes | coco:/path | hf:<repo or folder> (objects with bbox and category)")
+    bbox_format: str = option("xyxy", "hf: data only: objects.bbox as xyxy (detection-datasets) | xywh (COCO)")
+    train_split: str = option("train", "split the detector is trained on")
+    val_split: str = option("val", "split COCO AP is measured on")
+    task: str = option("segm", "bbox (Faster R-CNN) | segm (Mask R-CNN, box and mask AP; needs masks)")
+    norm: str = option("syncbn", "BN in backbone, FPN and heads: syncbn (MoCo / MLS protocol) | bn (per process) | frozen")
+    fpn_channels: int = option(256, "FPN and head width")
+    anchor_scale: float = option(8.0, "anchor size = scale x stride (8: 32-512 px on strides 4-64)")
+    train_sizes: tuple[int, ...] = option((640, 672, 704, 736, 768, 800), "shorter side at training, one drawn per batch")
+    test_size: int = option(800, "shorter side at evaluation")
+    max_size: int = option(1333, "longer side cap")
+    rois_per_image: int = option(512, "RoIs sampled per image for the box head")
+    proposals_train: int = option(2000, "RPN proposals kept per image at training")
+    proposals_test: int = option(1000, "RPN proposals kept per image at evaluation")
+    schedule: str = option("1x", "1x (90k iterations at 16 images) | 2x | ... | a number of iterations")
+    batch_size: int = option(2, "images per process per step")
+    base_lr: float = option(0.02, "learning rate per 16 images: lr = base_lr x total batch / 16")
+    weight_decay: float = option(1e-4, "SGD weight decay")
+    momentum: float = option(0.9, "SGD momentum")
+    warmup_iters: int = option(1000, "linear warm-up from 0.001 x lr (scaled with the schedule)")
+    mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
+    num_workers: int = option(4, "data-loader processes per training process (capped at the CPUs available)")
+    seed: int = option(0, "seed of the heads, the data order and the flips")
+    output_dir: str = option("outputs/detection", "where checkpoints, logs and metrics.json go")
+    log_every: int = option(20, "iterations between log lines")
+    save_every: int = option(5000, "iterations between checkpoints (0: only at the end)")
+    keep_checkpoints: int = option(1, "checkpoints kept per model")
+    resume: str | None = option(None, "auto (resume if a checkpoint exists, else start) | latest | a checkpoint folder")
+
+    def check(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.bbox_format not in BBOX_FORMATS:
+            raise ValueError(f"bbox_format must be one of {BBOX_FORMATS}, got {self.bbox_format!r}")
+        schedule_iterations(self.schedule, self.batch_size)  # refuses a bad schedule now
+        for name in ("batch_size", "fpn_channels", "test_size", "max_size", "rois_per_image", "proposals_train",
+                     "proposals_test", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.train_sizes or min(self.train_sizes) < 1:
+            raise ValueError(f"train_sizes must be positive sizes, got {self.train_sizes}")

@@ -1,0 +1,175 @@
+"""Detection data: COCO-format ground truth (boxes, and masks where the data has them) and its images.
+
+Every source becomes a pycocotools ``COCO`` index plus a way to read each image, so that
+training and COCOeval see the same annotations: ``coco:`` folders and the embedded
+``scenes`` as they are on disk, ``hf:`` datasets with an ``objects`` column
+(``bbox`` + ``category``, the detection-datasets schema) converted in memory.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..data import check_spec, decode_image, default_scenes_dir, make_scenes
+from ..data.sampler import seeded_generator
+from .evaluate import coco_from_dict
+
+__all__ = ["DetectionSet", "load_detection_set", "DetectionDataset", "collate_detection", "BBOX_FORMATS"]
+
+BBOX_FORMATS = ("xyxy", "xywh")
+
+
+@dataclasses.dataclass
+class DetectionSet:
+    """Ground truth and images of one split. Label ``k + 1`` of a model is ``category_ids[k]``."""
+
+    coco: COCO
+    category_ids: list[int]
+    class_names: list[str]
+    image_ids: list[int]
+    sources: dict[int, Any]  # image id -> path, or HF {"path", "bytes"}
+    has_masks: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.category_ids)
+
+    def annotations(self, image_id: int, *, include_crowd: bool = False) -> list[dict]:
+        anns = self.coco.imgToAnns.get(image_id, [])
+        return [a for a in anns if include_crowd or not a.get("iscrowd", 0)]
+
+
+def _from_coco_folder(root: Path, split: str) -> DetectionSet:
+    ann = root / "annotations" / f"instances_{split}2017.json"
+    if not ann.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: {ann}")
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco = COCO(str(ann))
+    folder = root / f"{split}2017"
+    sources = {i: str(folder / info["file_name"]) for i, info in coco.imgs.items()}
+    return _finish(coco, sources, f"coco:{root}")
+
+
+def _from_hub(repo: str, split: str, bbox_format: str) -> DetectionSet:
+    ds = datasets.load_dataset(repo, split=split)
+    if "objects" not in ds.column_names or "image" not in ds.column_names:
+        raise ValueError(f"hf:{repo} has no 'objects' / 'image' columns (columns: {ds.column_names}): no boxes to detect")
+    category = ds.features["objects"].feature["category"] if hasattr(ds.features["objects"], "feature") else ds.features["objects"]["category"]
+    category = getattr(category, "feature", category)
+    names = list(getattr(category, "names", None) or [])
+    if not names:
+        raise ValueError(f"hf:{repo}: objects.category is not a ClassLabel, so the class names are unknown")
+    ds = ds.cast_column("image", datasets.Image(decode=False))
+    images, annotations, sources = [], [], {}
+    for row_index, row in enumerate(ds):
+        image_id = int(row.get("image_id", row_index))
+        width, height = row.get("width"), row.get("height")
+        if width is None or height is None:
+            width, height = decode_image(row["image"]).size
+        images.append({"id": image_id, "width": int(width), "height": int(height)})
+        sources[image_id] = row["image"]
+        objects = row["objects"]
+        for bbox, cat in zip(objects["bbox"], objects["category"]):
+            x0, y0, a, b = (float(v) for v in bbox)
+            w, h = (a - x0, b - y0) if bbox_format == "xyxy" else (a, b)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cat) + 1,
+                                "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0})
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
+    coco = coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
+    return _finish(coco, sources, f"hf:{repo}")
+
+
+def _finish(coco: COCO, sources: dict[int, Any], spec: str) -> DetectionSet:
+    if not coco.anns:
+        raise ValueError(f"{spec} has no boxes: detection needs annotated objects")
+    cat_ids = sorted(coco.getCatIds())
+    has_masks = all("segmentation" in a and a["segmentation"] for a in coco.anns.values())
+    return DetectionSet(coco, cat_ids, [coco.cats[c]["name"] for c in cat_ids], sorted(coco.imgs), sources, has_masks)
+
+
+def load_detection_set(spec: str, split: str, *, bbox_format: str = "xyxy") -> DetectionSet:
+    """Ground truth and images of ``split`` of a data spec: ``scenes``, ``coco:/path`` or
+    ``hf:<repo or folder>`` (``objects.bbox`` in ``bbox_format``: xyxy for detection-datasets,
+    xywh for COCO-style boxes). ``folder:`` sets have no boxes and are refused.
+
+    Example:
+        >>> load_detection_set("folder:/tmp", "train")
+        Traceback (most recent call last):
+        ...
+        ValueError: folder:/tmp has no boxes: detection needs scenes, coco:/path or hf:<repo> data
+    """
+    check_spec(spec)
+    if bbox_format not in BBOX_FORMATS:
+        raise ValueError(f"bbox_format must be one of {BBOX_FORMATS}, got {bbox_format!r}")
+    kind, _, arg = spec.partition(":")
+    if kind == "scenes":
+        return _from_coco_folder(make_scenes(default_scenes_dir()), split)
+    if kind == "coco":
+        return _from_coco_folder(Path(arg).expanduser(), split)
+    if kind == "hf":
+        return _from_hub(arg, split, bbox_format)
+    raise ValueError(f"{spec} has no boxes: detection needs scenes, coco:/path or hf:<repo> data")
+
+
+class DetectionDataset(Dataset):
+    """Items ``(image (3, H, W) float in [0, 1], target)`` for torchvision's R-CNNs: ``boxes``
+    (N, 4) xyxy, ``labels`` (N,) in 1..C, ``masks`` (N, H, W) uint8 when asked, ``image_id``.
+
+    ``train=True`` drops images without a (non-crowd) box, as Detectron2 does, and flips half
+    the images horizontally, seeded by (seed, epoch, index) like the SSL views.
+    """
+
+    def __init__(self, data: DetectionSet, *, train: bool, masks: bool = False, seed: int = 0) -> None:
+        if masks and not data.has_masks:
+            raise ValueError("task segm needs masks, and this data has boxes only")
+        self.data, self.train, self.masks, self.seed, self.epoch = data, train, masks, seed, 0
+        self.image_ids = [i for i in data.image_ids if data.annotations(i)] if train else list(data.image_ids)
+        self.label_of = {c: k + 1 for k, c in enumerate(data.category_ids)}
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        image_id = self.image_ids[index]
+        image = decode_image(self.data.sources[image_id])
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+        anns = self.data.annotations(image_id)
+        boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                              for a in anns], dtype=torch.float32).reshape(-1, 4)
+        target = {"boxes": boxes, "labels": torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64),
+                  "image_id": torch.tensor(image_id)}
+        if self.masks:
+            target["masks"] = torch.from_numpy(np.stack([self.data.coco.annToMask(a) for a in anns]) if anns
+                                               else np.zeros((0, *pixels.shape[1:]), np.uint8))
+        if self.train and torch.rand((), generator=seeded_generator(self.seed, self.epoch, index)) < 0.5:
+            pixels, target = _hflip(pixels, target)
+        return pixels, target
+
+
+def _hflip(pixels: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    width = pixels.shape[-1]
+    boxes = target["boxes"].clone()
+    boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
+    flipped = {**target, "boxes": boxes}
+    if "masks" in target:
+        flipped["masks"] = target["masks"].flip(-1)
+    return pixels.flip(-1), flipped
+
+
+def collate_detection(items: list[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]:
+    """Lists of images and targets: the R-CNNs batch images of different sizes themselves."""
+    return [i for i, _ in items], [t for _, t in items]

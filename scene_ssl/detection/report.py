@@ -1,0 +1,48 @@
+"""The detection recipe's report: a table of COCO AP per backbone, metrics.json, and the model card."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from ..export import add_results, evaluation_result
+from ..models import export_folder
+from .config import DetectionConfig
+from .evaluate import AP_NAMES
+
+__all__ = ["detection_table", "write_report"]
+
+
+def detection_table(rows: dict[str, dict]) -> str:
+    """``| backbone | AP_bb ... | AP_mk ... | wall | images/s |`` from ``{name: {"metrics", "minutes", "images_per_s"}}``."""
+    iou_types = sorted({t for r in rows.values() for t in r["metrics"]})
+    head = [f"{name}{'_bb' if t == 'bbox' else '_mk'}" for t in iou_types for name in AP_NAMES]
+    lines = ["| backbone | " + " | ".join(head) + " | wall min | train images/s |", "|---|" + "---:|" * (len(head) + 2)]
+    for name, r in rows.items():
+        cells = [f"{r['metrics'][t][k]:.1f}" for t in iou_types for k in AP_NAMES]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['minutes']:.1f} | {r['images_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_report(cfg: DetectionConfig, rows: dict[str, dict], print_fn: Callable = print) -> Path:
+    """Print the table, write ``metrics.json`` and, when ``cfg.model`` is a local export, add the
+    pretrained backbone's AP to its model card (task object-detection)."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = f"{min(cfg.train_sizes)}-{max(cfg.train_sizes)}" if len(cfg.train_sizes) > 1 else str(cfg.train_sizes[0])
+    print_fn(f"\ndetection transfer ({'Mask' if cfg.task == 'segm' else 'Faster'} R-CNN FPN, norm {cfg.norm}, "
+             f"schedule {cfg.schedule}, train {sizes} px / test {cfg.test_size} px) on {cfg.data} {cfg.val_split}:\n"
+             + detection_table(rows))
+    (out / "metrics.json").write_text(json.dumps({"config": {k: list(v) if isinstance(v, tuple) else v
+                                                             for k, v in vars(cfg).items()}, "results": rows}, indent=1))
+    print_fn(f"wrote {out / 'metrics.json'}")
+    folder = export_folder(cfg.model)
+    if folder is not None and "pretrained" in rows:
+        data = cfg.data.split(":", 1)[-1] if cfg.data.startswith("hf:") else cfg.data.split(":", 1)[0]
+        name = f"{'Mask' if cfg.task == 'segm' else 'Faster'} R-CNN FPN ({cfg.norm}, {cfg.schedule}, {cfg.test_size} px)"
+        metrics = {f"{k}{'_bb' if t == 'bbox' else '_mk'}": v for t, m in rows["pretrained"]["metrics"].items() for k, v in m.items()}
+        baseline = rows.get("random init", {}).get("metrics", {}).get("bbox", {}).get("AP")
+        source = "transfer_detection.py" + (f" (random init: AP_bb {baseline:.1f})" if baseline is not None else "")
+        add_results(folder, [evaluation_result("object-detection", name, data, metrics, split=cfg.val_split, source=source)])
+        print_fn(f"added the result to the model card {folder / 'README.md'}")
+    return out / "metrics.json"

@@ -1,0 +1,86 @@
+import json
+import os
+import signal
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from scene_ssl.detection import load_detection_set
+from scene_ssl.detection.config import DetectionConfig
+from scene_ssl.detection.train import finetune_detector, make_detection_accelerator
+from scene_ssl.export import save_pretrained
+from scene_ssl.models import TimmBackbone
+from scene_ssl.train import list_checkpoints
+
+from ..recipes.conftest import load_recipe
+
+TINY = ["--schedule", "4", "--batch-size", "2", "--train-sizes", "56,64", "--test-size", "64", "--max-size", "96",
+        "--fpn-channels", "16", "--rois-per-image", "16", "--proposals-train", "50", "--proposals-test", "50",
+        "--num-workers", "0", "--norm", "bn", "--warmup-iters", "2", "--log-every", "2"]
+
+
+def test_quick_transfer_reports_ap_for_pretrained_and_random_init_and_fills_the_card(det_scenes, tmp_path):
+    torch.manual_seed(0)
+    export = save_pretrained(TimmBackbone("test_resnet"), tmp_path / "export", tag="mls_test",
+                             train_config={"data": "scenes", "image_size": 32})
+    rows = load_recipe("transfer_detection").main(["--model", str(export), "--data", f"coco:{det_scenes}", "--task", "segm",
+                                                   "--output-dir", str(tmp_path / "det"), *TINY])
+    assert set(rows) == {"pretrained", "random init"} and rows["random init"]["source"] == "random:test_resnet"
+    for row in rows.values():
+        assert set(row["metrics"]) == {"bbox", "segm"}
+        assert all(0.0 <= v <= 100.0 for m in row["metrics"].values() for v in m.values())
+    saved = json.loads((tmp_path / "det" / "metrics.json").read_text())
+    assert saved["results"]["pretrained"]["metrics"]["bbox"]["AP"] == pytest.approx(rows["pretrained"]["metrics"]["bbox"]["AP"])
+    card = ModelCard.load(export / "README.md")
+    detection = [r for r in card.data.eval_results if r.task_type == "object-detection"]
+    assert {r.metric_type for r in detection} == {f"{k}_{t}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")
+                                                   for t in ("bb", "mk")}
+
+
+def test_boxes_only_data_cannot_train_masks(tmp_path, capsys):
+    from ..data.test_hub import write_detection_parquet
+
+    write_detection_parquet(tmp_path / "repo")
+    with pytest.raises(SystemExit) as exit_:
+        load_recipe("transfer_detection").main(["--model", "random:test_resnet", "--data", f"hf:{tmp_path / 'repo'}",
+                                                "--task", "segm", "--output-dir", str(tmp_path / "o")])
+    assert exit_.value.code == 2 and "boxes only" in capsys.readouterr().err
+
+
+def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(det_scenes, tmp_path, monkeypatch):
+    from accelerate.state import AcceleratorState, GradientState
+
+    from scene_ssl.cli import parse_config
+
+    train = load_detection_set(f"coco:{det_scenes}", "train")
+    val = load_detection_set(f"coco:{det_scenes}", "val")
+
+    def run(out, resume=None, kill_at=None):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        cfg = parse_config(DetectionConfig, [*TINY, "--schedule", "6", "--task", "bbox", "--output-dir", str(out),
+                                             *(["--resume", resume] if resume else [])])
+        if kill_at is not None:  # the scheduler's warning arrives during a given iteration
+            from torch.optim import SGD
+            real, calls = SGD.step, []
+
+            def step(self, *a, **k):
+                calls.append(1)
+                if len(calls) == kill_at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return real(self, *a, **k)
+            monkeypatch.setattr(SGD, "step", step)
+        result = finetune_detector(cfg, "random:test_resnet", train, val, out, make_detection_accelerator(cfg))
+        monkeypatch.undo()
+        return result
+
+    straight = run(tmp_path / "a")
+    cut = run(tmp_path / "b", resume="auto", kill_at=3)
+    assert cut.stopped_by == "SIGTERM" and cut.iterations == 3 and not cut.metrics
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "checkpoints")] == ["step_00000003"]
+    resumed = run(tmp_path / "b", resume="auto")
+    assert resumed.finished and resumed.metrics == straight.metrics
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
