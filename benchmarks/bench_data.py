@@ -12,6 +12,10 @@ median is reported (the machines are noisy).
     python benchmarks/bench_data.py --workers 2 --size 224 --batches 20
     python benchmarks/bench_data.py --device cuda        # + the GPU path: decode-only workers, on-device render
 
+The "shards" row reads the same images from webdataset-style tar shards (``wds:``, written
+by ``python -m scene_ssl.data.shards``) instead of one file each: the streaming path for
+data beyond one disk, same views, same workers.
+
 With ``--device`` it also times the ``augment_on=gpu`` path: workers that only decode and
 draw parameters (images/s per worker), and the batched device renderer (images/s and
 views/s, synchronised), so that the two halves of the end-to-end number can be told apart.
@@ -31,7 +35,9 @@ import torchvision.transforms as T
 from PIL import Image, ImageFilter, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
-from scene_ssl.data import ViewDataset, collate_decoded, collate_views, load_dataset, make_scenes
+from scene_ssl.data import ViewDataset, collate_decoded, collate_views, load_dataset, load_stream, make_scenes
+from scene_ssl.data.shards import write_shards
+from scene_ssl.data.stream import ShardedViewStream
 from scene_ssl.transforms import BlockwiseTransform, DeviceViewRenderer, MoCoV2Transform, bam_view_transforms
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -102,6 +108,24 @@ def _throughput_views(loader: DataLoader, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _stream_throughput(dataset: ShardedViewStream, workers: int, batches: int) -> float:
+    """Images/s of a streamed dataset over ``batches`` batches (epochs chained), the first not counted."""
+    loader = DataLoader(dataset, batch_size=dataset.batch_size, num_workers=workers, collate_fn=collate_views,
+                        persistent_workers=workers > 0)
+    n, t0, epoch = -1, None, 0
+    while n < batches:
+        dataset.set_epoch(epoch)
+        for batch in loader:
+            if t0 is None:
+                t0, n = time.perf_counter(), 0
+                continue
+            n += 1
+            if n == batches:
+                break
+        epoch += 1
+    return batches * dataset.batch_size / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=1)
@@ -146,6 +170,12 @@ def main() -> None:
                                     persistent_workers=False, **kw)
                 results.setdefault((method, impl), []).append(_throughput(loader, args.batches))
 
+    shards = write_shards(f"folder:{folder}", "train", Path(tempfile.mkdtemp(prefix="bench_shards_")),
+                          shard_size=max(1, len(files) // (4 * max(1, args.workers))), progress=False)
+    stream = ShardedViewStream(load_stream(f"wds:{shards[0].parent}"), MoCoV2Transform(size=args.size),
+                               batch_size=args.batch_size, num_workers=args.workers, shuffle_buffer=64)
+    results[("moco", "shards")] = [_stream_throughput(stream, args.workers, args.batches) for _ in range(args.rounds)]
+
     device_rows = {}
     if args.device:
         device = torch.device(args.device)
@@ -181,6 +211,10 @@ def main() -> None:
         for impl in ("baseline", "scene_ssl"):
             ips = statistics.median(results[(method, impl)]) / args.workers
             print(f"| {method} ({views[method]} views) | {impl} | {ips:.1f} | {ips * views[method]:.1f} | {ips / base:.2f}x |")
+        if (method, "shards") in results:
+            ips = statistics.median(results[(method, "shards")]) / args.workers
+            print(f"| {method} ({views[method]} views) | scene_ssl from tar shards (wds:) | {ips:.1f} | "
+                  f"{ips * views[method]:.1f} | {ips / base:.2f}x |")
     if device_rows:
         print(f"\naugment_on=gpu path: decode-only workers and the batched renderer on {args.device} "
               f"({args.render_batch} images per call)")

@@ -1,6 +1,6 @@
 """Data sources (COCO via pycocotools, HF datasets, image folders, the embedded scenes) and loaders."""
 from .decode import DecodeError, decode_image
-from .load import check_spec, default_scenes_dir, load_dataset
+from .load import check_spec, default_scenes_dir, is_stream, load_dataset, load_stream
 from .sampler import EpochShuffleSampler, seeded_generator
 from .scenes import SCENE_CLASSES, make_scenes
 from .schema import class_names, num_classes
@@ -10,6 +10,8 @@ from .workers import available_cpus, worker_count
 __all__ = [
     "load_dataset",
     "check_spec",
+    "load_stream",
+    "is_stream",
     "make_scenes",
     "default_scenes_dir",
     "SCENE_CLASSES",

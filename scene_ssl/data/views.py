@@ -107,6 +107,7 @@ def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "views": torch.stack([s["views"] for s in samples], dim=1),
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
         "skipped": [name for s in samples for name in s["skipped"]],
+        **_stream_position(samples),
     }
 
 
@@ -127,4 +128,10 @@ def collate_decoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "params": params,
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
         "skipped": [name for s in samples for name in s["skipped"]],
+        **_stream_position(samples),
     }
+
+
+def _stream_position(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A streamed batch (one worker's) keeps where that worker got to: its last sample's."""
+    return {"stream": samples[-1]["stream"]} if "stream" in samples[0] else {}

@@ -24,7 +24,7 @@ class KNNMonitor:
         >>> KNNMonitor("imagenet", image_size=32)
         Traceback (most recent call last):
         ...
-        ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>, folder:<path>
+        ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>[?streaming=1], folder:<path>, wds:<shards>
     """
 
     def __init__(self, data: str, *, image_size: int, pool: str = "avg", k: int = 20, max_train: int = 2000,

@@ -29,6 +29,7 @@ class PretrainConfig:
     augment_on: str = option("cpu", "cpu: workers render the views with PIL | gpu: workers only decode, views are rendered on the device")
     decode_max_side: int | None = option(None, "gpu augmentation: decode big JPEGs at a reduced DCT scale, never below this side")
     num_workers: int = option(8, "data-loader processes per training process (capped at the CPUs available)")
+    shuffle_buffer: int = option(1000, "streamed data (wds:, hf:...?streaming=1): samples each worker shuffles among")
     # model
     backbone: str = option("resnet50", "any timm model name")
     pretrained: bool = option(False, "start from timm's pretrained weights")

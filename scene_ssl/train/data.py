@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import timm
 import torch
 from accelerate import Accelerator
+from accelerate.utils import send_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..data import EpochShuffleSampler, ViewDataset, collate_decoded, collate_views, load_dataset, worker_count
+from ..data import EpochShuffleSampler, ViewDataset, collate_decoded, collate_views, is_stream, load_dataset, load_stream, worker_count
+from ..data.stream import ShardedViewStream, StreamState
 from ..transforms import DeviceViewRenderer, ViewNormalizer
 from ..transforms.multiview import MultiViewTransform
 from .config import PretrainConfig
@@ -24,12 +26,31 @@ __all__ = ["TrainData", "build_train_data", "label_table"]
 class TrainData:
     """What the loop iterates: the dataset, its loader, and ``to_views(batch)`` -> V x (B, 3, S, S)
     normalised float views on the device. ``labels`` (N, C) bool are the dataset's multi-hot
-    labels, for diagnostics only (None when it has none)."""
+    labels, for diagnostics only (None when it has none). A streamed dataset (``wds:``,
+    ``hf:...?streaming=1``) shards itself across processes and keeps its place in ``stream``."""
 
-    dataset: ViewDataset
+    dataset: ViewDataset | ShardedViewStream
     loader: DataLoader
     to_views: Callable[[dict], list[Tensor]]
     labels: Tensor | None
+    stream: StreamState | None = None
+
+    def batches(self, accelerator: Accelerator, epoch: int, done: int) -> Iterable[dict]:
+        """The batches of ``epoch`` after the first ``done`` of this process (a resumed run)."""
+        if self.stream is None:
+            # the same sampler order, minus what was done; Accelerate re-applies its loader's own
+            # epoch counter when iteration starts: set it on the loader we iterate (it forwards to
+            # the sampler); the dataset is set directly
+            loader = accelerator.skip_first_batches(self.loader, done) if done else self.loader
+            loader.set_epoch(epoch)
+            self.dataset.set_epoch(epoch)
+            return loader
+        if done:  # every worker fast-forwards to where the checkpoint says it was
+            self.dataset.resume_at(epoch, done, self.stream.positions)
+        else:
+            self.dataset.set_epoch(epoch)
+            self.stream.reset()
+        return (send_to_device(b, accelerator.device, non_blocking=True) for b in self.loader)
 
 
 def label_table(data) -> Tensor | None:
@@ -52,12 +73,29 @@ def _view_renderer(cfg: PretrainConfig, transform: MultiViewTransform, model: nn
     return to_views
 
 
+def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,
+                 accelerator: Accelerator) -> TrainData:
+    on_device = cfg.augment_on == "gpu"
+    workers = worker_count(cfg.num_workers)
+    dataset = ShardedViewStream(load_stream(cfg.data, cfg.split), transform, batch_size=cfg.batch_size,
+                                num_workers=workers, rank=accelerator.process_index, world_size=accelerator.num_processes,
+                                seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, render="device" if on_device else "cpu",
+                                max_side=cfg.decode_max_side)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers,
+                        collate_fn=collate_decoded if on_device else collate_views,
+                        pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
+                        persistent_workers=workers > 0)
+    return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), None, StreamState())
+
+
 def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,
                      accelerator: Accelerator) -> TrainData:
     """Load ``cfg.data`` (bad specs and missing files fail here) and build its loader."""
     on_device = cfg.augment_on == "gpu"
     if on_device and not getattr(transform, "pipelines", None):
         raise ValueError("augment_on=gpu needs ViewPipeline-based views (not arbitrary callables)")
+    if is_stream(cfg.data):
+        return _stream_data(cfg, transform, model, accelerator)
     with accelerator.main_process_first():  # the embedded scenes are generated once
         data = load_dataset(cfg.data, cfg.split)
     dataset = ViewDataset(data, transform, seed=cfg.seed, render="device" if on_device else "cpu",

@@ -137,11 +137,15 @@ def pretrain(cfg: PretrainConfig, build_model: Callable[[PretrainConfig], nn.Mod
     optimizer = torch.optim.SGD(  # fused on CUDA: one kernel for the whole update instead of one per parameter
         [p for p in model.parameters() if p.requires_grad], lr=lr, momentum=cfg.sgd_momentum,
         weight_decay=cfg.weight_decay, fused=True if accelerator.device.type == "cuda" else None)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, data.loader)
+    if data.stream is None:
+        model, optimizer, data.loader = accelerator.prepare(model, optimizer, data.loader)
+    else:  # a stream shards itself across processes: Accelerate must not shard it again
+        model, optimizer = accelerator.prepare(model, optimizer)
+        accelerator.register_for_checkpointing(data.stream)
     method = accelerator.unwrap_model(model)
     if hasattr(method, "set_label_table"):  # pseudo-label diagnostics, when the data has labels
         method.set_label_table(data.labels)
-    plan = _Plan.of(cfg, len(loader), lr)
+    plan = _Plan.of(cfg, len(data.loader), lr)
 
     out_dir = Path(cfg.output_dir)
     state = TrainState()
@@ -154,9 +158,8 @@ def pretrain(cfg: PretrainConfig, build_model: Callable[[PretrainConfig], nn.Mod
     _print_header(accelerator, cfg, method, data, plan)
     progress = _Progress(nonfinite=torch.zeros((), dtype=torch.bool, device=accelerator.device))
     with preemption_signals() as received:
-        stopped_by = _train(cfg, accelerator, model, method, optimizer, loader, data, plan, state, progress,
-                            received, monitor)
-    return _finish(cfg, accelerator, method, plan, state, progress, stopped_by)
+        stopped_by = _train(cfg, accelerator, model, method, optimizer, data, plan, state, progress, received, monitor)
+    return _finish(cfg, accelerator, method, data, plan, state, progress, stopped_by)
 
 
 # -- setting up -----------------------------------------------------------------------------
@@ -226,7 +229,7 @@ def _set_schedules(method: nn.Module, cfg: PretrainConfig, plan: _Plan, step: in
         method.momentum = m ** (1.0 / cfg.grad_accum_steps)
 
 
-def _train(cfg, accelerator, model, method, optimizer, loader, data, plan, state, progress, received, monitor) -> str | None:
+def _train(cfg, accelerator, model, method, optimizer, data, plan, state, progress, received, monitor) -> str | None:
     """Run epochs until ``plan.end_step``; return the signal that stopped the run, if any."""
     forward = torch.compile(model) if cfg.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -236,8 +239,11 @@ def _train(cfg, accelerator, model, method, optimizer, loader, data, plan, state
     _set_schedules(method, cfg, plan, state.step, base_ema)
     while state.step < plan.end_step:
         epoch = state.step // plan.steps_per_epoch
-        for batch in _epoch_batches(accelerator, loader, data, plan, state, cfg, epoch):
+        done_in_epoch = (state.step % plan.steps_per_epoch) * cfg.grad_accum_steps
+        for batch in data.batches(accelerator, epoch, done_in_epoch):
             _count_skipped(batch, progress.skipped)
+            if data.stream is not None:
+                data.stream.update(batch)
             log_now = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == plan.end_step
             out = _step(cfg, accelerator, model, forward, optimizer, params, data, batch, progress, log_now)
             if not accelerator.sync_gradients:
@@ -251,7 +257,7 @@ def _train(cfg, accelerator, model, method, optimizer, loader, data, plan, state
                 _log(cfg, accelerator, out, optimizer, progress, state, bar)
             if cfg.save_every and state.step % cfg.save_every == 0 and state.step < plan.end_step:
                 _check_finite(progress, state)
-                progress.last_checkpoint = save_checkpoint(accelerator, Path(cfg.output_dir) / "checkpoints", state.step, cfg.keep_checkpoints)
+                progress.last_checkpoint = _save(cfg, accelerator, data, state)
             if _stop_requested(received, accelerator, state.step, cfg.log_every):
                 bar.close()
                 return received[0] if received else "a signal on another process"
@@ -261,17 +267,6 @@ def _train(cfg, accelerator, model, method, optimizer, loader, data, plan, state
             _monitor(cfg, accelerator, method, monitor, state.step // plan.steps_per_epoch, state, progress)
     bar.close()
     return None
-
-
-def _epoch_batches(accelerator, loader, data: TrainData, plan: _Plan, state, cfg, epoch: int):
-    done_in_epoch = (state.step % plan.steps_per_epoch) * cfg.grad_accum_steps
-    # resuming mid-epoch: the same sampler order, minus what was done
-    epoch_loader = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
-    # Accelerate re-applies its loader's own epoch counter when iteration starts: set it on
-    # the loader we iterate (it forwards to the sampler); the dataset is set directly
-    epoch_loader.set_epoch(epoch)
-    data.dataset.set_epoch(epoch)
-    return epoch_loader
 
 
 def _step(cfg, accelerator, model, forward, optimizer, params, data: TrainData, batch, progress: _Progress,
@@ -289,6 +284,14 @@ def _step(cfg, accelerator, model, forward, optimizer, params, data: TrainData, 
         optimizer.zero_grad(set_to_none=True)
     progress.window_images += views[0].shape[0]
     return out
+
+
+def _save(cfg, accelerator: Accelerator, data: TrainData, state: TrainState) -> Path:
+    """A checkpoint; a stream's place first gathers every process's workers (rank 0 writes it)."""
+    if data.stream is not None and accelerator.num_processes > 1:
+        for positions in gather_object([data.stream.positions]):
+            data.stream.positions.update(positions)
+    return save_checkpoint(accelerator, Path(cfg.output_dir) / "checkpoints", state.step, cfg.keep_checkpoints)
 
 
 def _count_skipped(batch: dict, seen: set[str]) -> None:
@@ -355,15 +358,15 @@ def _monitor(cfg, accelerator: Accelerator, method: nn.Module, monitor: Monitor 
     accelerator.wait_for_everyone()
 
 
-def _finish(cfg, accelerator: Accelerator, method: nn.Module, plan: _Plan, state: TrainState, progress: _Progress,
-            stopped_by: str | None) -> PretrainResult:
+def _finish(cfg, accelerator: Accelerator, method: nn.Module, data: TrainData, plan: _Plan, state: TrainState,
+            progress: _Progress, stopped_by: str | None) -> PretrainResult:
     _check_finite(progress, state)
     if accelerator.num_processes > 1:
         # DDP broadcasts buffers at the start of each forward, so the last step's BN running
         # statistics are each process's own: end with rank 0's everywhere, as in the checkpoint
         for buffer in method.buffers():
             torch.distributed.broadcast(buffer.data, src=0)
-    checkpoint = save_checkpoint(accelerator, Path(cfg.output_dir) / "checkpoints", state.step, cfg.keep_checkpoints)
+    checkpoint = _save(cfg, accelerator, data, state)
     skipped = len(_all_skipped(accelerator, progress.skipped))
     if skipped:
         accelerator.print(f"skipped {skipped} unreadable image(s) (see the warnings above)")

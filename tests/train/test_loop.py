@@ -320,3 +320,36 @@ def test_sync_bn_converts_every_batchnorm(tiny_scenes, tmp_path):
     out = run(mls_cfg(tiny_scenes, tmp_path, max_steps=2, sync_bn=True, export=False))
     bns = [m for m in out.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert bns and all(isinstance(m, torch.nn.SyncBatchNorm) for m in bns)
+
+
+@pytest.fixture(scope="module")
+def tiny_shards(tiny_scenes, tmp_path_factory):
+    from scene_ssl.data.shards import write_shards
+
+    return write_shards(f"coco:{tiny_scenes}", "train", tmp_path_factory.mktemp("wds"), shard_size=6, progress=False)[0].parent
+
+
+def test_wds_shards_train_and_resume_exactly(tiny_shards, tmp_path):
+    spec = f"wds:{tiny_shards}"  # 8 shards of 6: 6 batches of 8 per epoch, 8 steps cross an epoch
+    straight = run(mls_cfg(tiny_shards, tmp_path / "a", data=spec, max_steps=8, save_every=0, export=False))
+    first = run(mls_cfg(tiny_shards, tmp_path / "b", data=spec, max_steps=8, stop_after=3, export=False))
+    assert first.step == 3
+    resumed = run(mls_cfg(tiny_shards, tmp_path / "b", data=spec, max_steps=8, resume="auto", export=False))
+    a, b = _state(straight.model), _state(resumed.model)
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resuming a streamed run"
+
+
+def test_hf_streaming_from_a_local_parquet_folder_trains(tiny_scenes, tmp_path):
+    import datasets
+
+    from scene_ssl.data import load_dataset
+
+    folder = tmp_path / "parquet" / "data"
+    folder.mkdir(parents=True)
+    data = load_dataset(f"coco:{tiny_scenes}", "train")
+    for i in range(4):  # four files: four shards
+        data.shard(4, i, contiguous=True).to_parquet(str(folder / f"train-{i:05d}-of-00004.parquet"))
+    out = run(mls_cfg(tiny_scenes, tmp_path / "out", data=f"hf:{tmp_path / 'parquet'}?streaming=1", max_steps=3,
+                      export=False))
+    assert out.step == 3 and math.isfinite(out.losses["loss"])
