@@ -58,7 +58,7 @@ def method_config(method: str, seed: int, args) -> tuple:
     values = yaml.safe_load((ROOT / "recipes" / "configs" / yaml_name).read_text())
     if args.scale == "gpu":
         values.update({k: v for k, v in GPU_SCALE.items() if k in {f.name for f in dataclasses.fields(cls)}})
-    values.update(make, seed=seed, data=args.data, epochs=args.epochs or values["epochs"], export=False, probe_data=None,
+    values.update(make, seed=seed, data=args.data, epochs=args.epochs, export=False, probe_data=None,
                   monitor_every=0, output_dir=str(Path(args.out) / "runs" / f"{method}_seed{seed}"), save_every=0)
     if args.max_steps:
         values["max_steps"] = args.max_steps
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--probe-data", default=None, help="labeled data of the probes (default: --data)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=None, help="the budget of every method (default: the MLS quick config's)")
+X
     ap.add_argument("--max-steps", type=int, default=None, help="a budget in steps instead (smoke tests)")
     ap.add_argument("--probe-epochs", type=int, default=100)
     ap.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
@@ -167,8 +167,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="outputs/bench_learning")
     args = ap.parse_args(argv)
     args.probe_data = args.probe_data or args.data
-    if args.epochs is None:
-        args.epochs = yaml.safe_load((ROOT / "recipes" / "configs" / "mls_scenes.yaml").read_text())["epochs"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict]] = {}

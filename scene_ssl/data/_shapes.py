@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 __all__ = ["SHAPES", "TEXTURES", "shape_mask", "texture"]
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon", "diamond", "crescent", "ring", "arrow", "heart",
-          "pentagon")
+          "pentagon", "octagon", "trapezoid", "parallelogram", "ell", "tee", "hourglass", "semicircle", "ellipse")
 TEXTURES = ("stripes", "dots", "checks", "solid", "rings", "zigzag", "grid", "diagonal")
 
 
@@ -25,6 +25,8 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tup
         return regular(6)
     if shape == "pentagon":
         return regular(5)
+    if shape == "octagon":
+        return regular(8, r, math.pi / 8)
     if shape == "diamond":
         return [(cx + r * 0.6 * math.cos(rot), cy + r * 0.6 * math.sin(rot)), (cx - r * math.sin(rot), cy + r * math.cos(rot)),
                 (cx - r * 0.6 * math.cos(rot), cy - r * 0.6 * math.sin(rot)), (cx + r * math.sin(rot), cy - r * math.cos(rot))]
@@ -40,6 +42,21 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tup
         base = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
     elif shape == "arrow":
         base = [(-r, -0.3 * r), (0.2 * r, -0.3 * r), (0.2 * r, -0.8 * r), (r, 0), (0.2 * r, 0.8 * r), (0.2 * r, 0.3 * r), (-r, 0.3 * r)]
+    elif shape == "trapezoid":
+        base = [(-r, 0.6 * r), (r, 0.6 * r), (0.45 * r, -0.6 * r), (-0.45 * r, -0.6 * r)]
+    elif shape == "parallelogram":
+        base = [(-r, 0.5 * r), (0.4 * r, 0.5 * r), (r, -0.5 * r), (-0.4 * r, -0.5 * r)]
+    elif shape == "ell":
+        base = [(-0.7 * r, -r), (-0.15 * r, -r), (-0.15 * r, 0.45 * r), (0.8 * r, 0.45 * r), (0.8 * r, r), (-0.7 * r, r)]
+    elif shape == "tee":
+        base = [(-r, -r), (r, -r), (r, -0.45 * r), (0.28 * r, -0.45 * r), (0.28 * r, r), (-0.28 * r, r), (-0.28 * r, -0.45 * r),
+                (-r, -0.45 * r)]
+    elif shape == "hourglass":
+        base = [(-0.8 * r, -r), (0.8 * r, -r), (0.15 * r, 0), (0.8 * r, r), (-0.8 * r, r), (-0.15 * r, 0)]
+    elif shape == "semicircle":
+        base = [(r * math.cos(t), -r * math.sin(t) + 0.4 * r) for t in np.linspace(0, math.pi, 24)]
+    elif shape == "ellipse":
+        base = [(r * math.cos(t), 0.5 * r * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 32, endpoint=False)]
     elif shape == "heart":
         base = [(r * 16 * math.sin(t) ** 3 / 17, -r * (13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 17)
                 for t in np.linspace(0, 2 * math.pi, 40, endpoint=False)]

@@ -2,17 +2,19 @@
 
 Built to behave like COCO where it matters to scene SSL:
 
-- **many classes, few per image**: 24 classes (12 shapes x 2 textures each, so a class is
-  a conjunction, as "car" vs "truck"), 1-3 objects per image (COCO: 80 classes, 2.9 per
-  image); a random image shares a class with a query about one time in six, so MLS's
-  pseudo-labels can be told apart from chance;
-- **every image its own**: a coloured low-frequency background (four corner colours, a
-  wave), clutter strokes and blobs in random colours, and objects in random colours, so
-  that instance discrimination, the pretext task of MoCo / MLS / SimSiam, is learnable
-  from the objects and the scene rather than near chance;
-- **the class is in shape and texture only**: colours carry no class information, and an
-  object's texture has a per-class direction and a canonical pose (small wobble), so what
-  makes two scenes alike is which objects they hold.
+- **many classes, few per image**: 20 classes, each its own shape with its own texture,
+  1-3 objects per image (COCO: 80 classes, 2.9 per image); a random image shares a class
+  with a query about one time in five, so MLS's pseudo-labels can be told apart from chance
+  (the first version had 10 classes and 1-4 objects: chance was one in two);
+- **every image its own**: a scene background (four near-gray corner colours blended, a
+  wave, noise) with clutter strokes and blobs, and objects at random places and sizes, in
+  colour pairs from a small palette;
+- **the class is in shape and texture only**: colours come from a shared palette and
+  backgrounds are near-gray, so neither tells one image from another to a model that
+  ignores the objects. (Random object colours were tried: instance discrimination then
+  learns colour, and MoCo v2's probe gain over random init halves.) An object's texture
+  has a per-class direction and a canonical pose (small wobble), so what makes two scenes
+  alike is which objects they hold.
 
 Annotations are COCO's: a box, an area and an RLE mask of each object's *visible* part
 (later objects cover earlier ones; an object less than a quarter visible is left out), and
@@ -41,9 +43,13 @@ __all__ = ["make_scenes", "SCENE_CLASSES", "scene_category_id", "GENERATOR_VERSI
 #: bump when the pictures or annotations change: it names the cache folder
 GENERATOR_VERSION = 2
 
-#: (shape, texture) of class k: shape k mod 12 with the first or second of its two textures;
-#: the class name is "<texture> <shape>"
-SCENE_CLASSES = tuple((SHAPES[k % 12], TEXTURES[(k % 12 + 5 * (k // 12)) % len(TEXTURES)]) for k in range(24))
+#: (shape, texture) of each class: its own shape, and one of 8 textures (with a per-class
+#: direction); the class name is "<texture> <shape>"
+SCENE_CLASSES = tuple((shape, TEXTURES[k % len(TEXTURES)]) for k, shape in enumerate(SHAPES))
+
+#: object colours: a small shared palette, so that colour cannot tell one image from another
+PALETTE = ((220, 40, 40), (40, 170, 60), (40, 80, 220), (240, 200, 30), (150, 50, 190), (20, 190, 200), (245, 130, 20),
+           (30, 30, 30), (235, 235, 235))
 
 
 def scene_category_id(index: int) -> int:
@@ -51,26 +57,29 @@ def scene_category_id(index: int) -> int:
     return index + 1 + index // 3
 
 
-def _colour(rng: np.random.Generator, saturation=(0.45, 1.0), value=(0.35, 1.0)) -> tuple[int, int, int]:
-    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*saturation), rng.uniform(*value))
+def _muted(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A near-gray colour: backgrounds and clutter say nothing about an image's objects."""
+    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.12), rng.uniform(0.3, 0.9))
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _contrasting(rng: np.random.Generator, c: tuple[int, int, int]) -> tuple[int, int, int]:
+def _object_colours(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Two contrasting palette colours of an object (its body and its texture)."""
+    c1 = PALETTE[int(rng.integers(len(PALETTE)))]
     for _ in range(30):
-        d = _colour(rng)
-        if sum(abs(a - b) for a, b in zip(c, d)) > 220:
-            return d
-    return tuple(255 - v for v in c)
+        c2 = PALETTE[int(rng.integers(len(PALETTE)))]
+        if sum(abs(a - b) for a, b in zip(c1, c2)) > 200:
+            return c1, c2
+    return c1, tuple(255 - v for v in c1)
 
 
 def _background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     """A scene of its own: four muted corner colours blended, a soft wave, noise, and clutter
-    (strokes and blobs that are no class) in random colours."""
+    (strokes and blobs that are no class), all near-gray."""
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     u, v = (xx / max(1, w - 1))[..., None], (yy / max(1, h - 1))[..., None]
-    c = [np.array(_colour(rng, saturation=(0.1, 0.45), value=(0.3, 0.9)), np.float32) for _ in range(4)]
+    c = [np.array(_muted(rng), np.float32) for _ in range(4)]
     img = c[0] * (1 - u) * (1 - v) + c[1] * u * (1 - v) + c[2] * (1 - u) * v + c[3] * u * v
     angle, freq = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 2.0)
     img = img + 18 * np.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)) / w + rng.uniform(0, 2 * math.pi))[..., None]
@@ -79,7 +88,7 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     draw = ImageDraw.Draw(bg)
     for _ in range(int(rng.integers(6, 16))):
         x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
-        colour = _colour(rng, saturation=(0.0, 0.5), value=(0.2, 0.9))
+        colour = _muted(rng)
         if rng.random() < 0.6:
             draw.line([x0, y0, x0 + rng.normal(0, w / 4), y0 + rng.normal(0, h / 4)], fill=colour, width=int(rng.integers(1, 4)))
         else:
@@ -99,8 +108,7 @@ def _scene(rng: np.random.Generator, size: tuple[int, int], num_classes: int, ma
         r = rng.uniform(0.16, 0.28) * min(w, h)
         cx, cy = rng.uniform(r * 0.8, w - r * 0.8), rng.uniform(r * 0.8, h - r * 0.8)
         mask = shape_mask(shape, size, cx, cy, r, rng.uniform(-0.25, 0.25))  # canonical pose, small wobble
-        c1 = _colour(rng)
-        c2 = _contrasting(rng, c1)
+        c1, c2 = _object_colours(rng)
         period, tex_rot = rng.uniform(0.3, 0.45) * r, (int(cls) * 0.61) % math.pi + rng.uniform(-0.15, 0.15)
         bbox = mask.getbbox()
         if bbox is None:
@@ -123,7 +131,7 @@ def _scene(rng: np.random.Generator, size: tuple[int, int], num_classes: int, ma
 def make_scenes(
     out_dir: str | os.PathLike,
     *,
-    num_classes: int = 24,
+    num_classes: int = 20,
     num_train: int = 4000,
     num_val: int = 1000,
     image_size: tuple[int, int] = (80, 60),
@@ -138,7 +146,7 @@ def make_scenes(
     existing complete set is returned as it is.
 
     Args:
-        num_classes: K <= 24 object classes (shape + texture).
+        num_classes: K <= 20 object classes (shape + texture).
         num_train / num_val: images per split.
         image_size: (width, height); non-square and larger than the training crops.
         max_objects: objects per image are drawn uniformly from 1..max_objects.

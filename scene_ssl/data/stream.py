@@ -29,10 +29,10 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..transforms.multiview import MultiViewTransform
-from .decode import DecodeError, decode_image
+from .decode import DecodeError
 from .sampler import seeded_generator
 from .shards import count_shard, iterate_shard, read_index, shard_urls
-from .views import MAX_CONSECUTIVE_FAILURES
+from .views import MAX_CONSECUTIVE_FAILURES, decode_for_views
 
 __all__ = ["StreamSource", "tar_source", "hub_stream_source", "ShardedViewStream", "StreamState"]
 
@@ -212,8 +212,8 @@ class ShardedViewStream(IterableDataset):
     def _render(self, item: Any, index: int, epoch: int) -> Any:
         if item is None:
             raise DecodeError("<no image in the sample>", ValueError("missing image"))
-        image = decode_image(item, max_side=self.max_side if self.render == "device" else None)
-        params = self.transform.sample(*image.size, generator=seeded_generator(self.seed, epoch, index))
+        image, params = decode_for_views(item, self.transform, seeded_generator(self.seed, epoch, index),
+                                         self.max_side if self.render == "device" else None)
         if self.render == "device":
             return {"image": torch.from_numpy(np.array(image)), "params": {k: getattr(params, k) for k in vars(params)}}
         return {"views": self.transform.render(image, params)}

@@ -10,10 +10,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..transforms.multiview import MultiViewTransform
-from .decode import DecodeError, decode_image
+from .decode import DecodeError, describe_source, load_image, open_image
+from .device_decode import read_encoded
 from .sampler import seeded_generator
 
-__all__ = ["ViewDataset", "collate_views", "collate_decoded", "MAX_CONSECUTIVE_FAILURES"]
+__all__ = ["ViewDataset", "collate_views", "collate_decoded", "MAX_CONSECUTIVE_FAILURES", "RENDER_MODES"]
+
+#: cpu: the worker renders the views; device: it decodes, the training device renders;
+#: bytes: it reads JPEG bytes, the training device decodes and renders
+RENDER_MODES = ("cpu", "device", "bytes")
 
 #: a run of this many unreadable images in a row means the data is broken, not noisy
 MAX_CONSECUTIVE_FAILURES = 50
@@ -35,21 +40,24 @@ class ViewDataset(Dataset):
 
     With ``render="device"`` the worker only decodes and draws the parameters; items are
     ``{"image": uint8 (H, W, 3), "params": {field: (V, ...)}, ...}`` for
-    :func:`collate_decoded` and :class:`~scene_ssl.transforms.DeviceViewRenderer`.
+    :func:`collate_decoded` and :class:`~scene_ssl.transforms.DeviceViewRenderer`. With
+    ``render="bytes"`` it only reads JPEG bytes and header (other formats are decoded there):
+    items for :func:`~scene_ssl.data.device_decode.collate_encoded`, decoded on the device by
+    :func:`~scene_ssl.data.device_decode.decode_batch`.
 
     Args:
         dataset: a dataset with an ``image`` column (from :func:`scene_ssl.data.load_dataset`).
         transform: a :class:`~scene_ssl.transforms.MultiViewTransform`.
         seed: base seed of the augmentation.
-        render: ``"cpu"`` (PIL in the worker) or ``"device"`` (decode only).
+        render: ``"cpu"`` (PIL in the worker), ``"device"`` (decode only) or ``"bytes"`` (read only).
         max_side: with ``render="device"``, decode JPEGs larger than this at a reduced DCT
             scale (a one-off downscale that also shrinks the host-to-device copy).
     """
 
     def __init__(self, dataset: datasets.Dataset, transform: MultiViewTransform, seed: int = 0,
                  render: str = "cpu", max_side: int | None = None) -> None:
-        if render not in ("cpu", "device"):
-            raise ValueError(f"render must be 'cpu' or 'device', got {render!r}")
+        if render not in RENDER_MODES:
+            raise ValueError(f"render must be one of {RENDER_MODES}, got {render!r}")
         self.render, self.max_side = render, max_side
         if "image" not in dataset.column_names:
             raise ValueError(f"the dataset has no 'image' column (columns: {dataset.column_names})")
@@ -72,8 +80,13 @@ class ViewDataset(Dataset):
         return len(self.images)
 
     def _views(self, item: Any, index: int) -> Any:
-        image = decode_image(item, max_side=self.max_side if self.render == "device" else None)
-        params = self.transform.sample(*image.size, generator=seeded_generator(self.seed, self.epoch, index))
+        generator = seeded_generator(self.seed, self.epoch, index)
+        if self.render == "bytes":  # JPEGs are decoded on the training device (device_decode.py)
+            encoded, decoded, (width, height) = read_encoded(item)
+            params = self.transform.sample(width, height, generator=generator)
+            return {"encoded": encoded, "image": None if decoded is None else torch.from_numpy(np.array(decoded)),
+                    "params": {k: getattr(params, k) for k in vars(params)}, "name": describe_source(item)}
+        image, params = decode_for_views(item, self.transform, generator, self.max_side if self.render == "device" else None)
         if self.render == "device":
             return {"image": torch.from_numpy(np.array(image)), "params": {k: getattr(params, k) for k in vars(params)}}
         return self.transform.render(image, params)
@@ -88,12 +101,49 @@ class ViewDataset(Dataset):
             except DecodeError as e:
                 skipped.append(e.source)
                 continue
-            if self.render == "device":
+            if self.render != "cpu":
                 return {**views, "index": j, "skipped": skipped}
             return {"views": views, "index": j, "skipped": skipped}
         raise RuntimeError(
             f"{len(skipped)} images in a row could not be decoded (first: {skipped[0]}); is the data folder right?"
         )
+
+
+def _reduction(params, size: int | None, width: int, height: int, max_side: int | None) -> int:
+    """The largest JPEG DCT reduction (1, 2, 4, 8) that leaves every view's crop at least its
+    output ``size``, so that no view loses resolution; with ``max_side``, also reduce while
+    the longer side stays at least that."""
+    reduction = 1
+    if size is not None:
+        crop = params.crop
+        smallest = float(torch.minimum(crop[:, 2] - crop[:, 0], crop[:, 3] - crop[:, 1]).min())
+        while reduction < 8 and smallest / (2 * reduction) >= size:
+            reduction *= 2
+    if max_side is not None:
+        while reduction < 8 and max(width, height) / (2 * reduction) >= max_side:
+            reduction *= 2
+    return reduction
+
+
+def decode_for_views(item: Any, transform: MultiViewTransform, generator, max_side: int | None = None):
+    """``(image, params)``: the views' parameters drawn for the image's full size, then the image
+    decoded only as large as its smallest crop needs (a JPEG at 1/2, 1/4, 1/8 from the DCT), the
+    crops expressed in the decoded image's pixels. The views do not depend on the reduction
+    beyond resampling.
+
+    Raises:
+        DecodeError: the image is missing, truncated or corrupt.
+    """
+    image = open_image(item)  # the header: the size the views are drawn for, no pixels yet
+    width, height = image.size
+    params = transform.sample(width, height, generator=generator)
+    pipelines = getattr(transform, "pipelines", None)
+    size = max(p.size for p in pipelines) if pipelines else None  # arbitrary callables: full decode
+    image = load_image(image, describe_source(item), _reduction(params, size, width, height, max_side))
+    if image.size != (width, height):  # decoded smaller: the same crops, in the smaller image's pixels
+        scale = torch.tensor([image.size[0] / width, image.size[1] / height] * 2, dtype=params.crop.dtype)
+        params.crop = params.crop * scale
+    return image, params
 
 
 def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:

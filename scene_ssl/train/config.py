@@ -27,6 +27,7 @@ class PretrainConfig:
     crop_scale_min: float = option(0.2, "RandomResizedCrop keeps (crop-scale-min, 1.0) of the image area")
     hue_mode: str = option("yiq", "colour-jitter hue: yiq (one colour matrix, fast) | hsv (torchvision's exact hue)")
     augment_on: str = option("cpu", "cpu: workers render the views with PIL | gpu: workers only decode, views are rendered on the device")
+    decode_on: str = option("cpu", "with --augment-on gpu: cpu (workers decode) | gpu (workers read JPEG bytes; batched decode on the device)")
     decode_max_side: int | None = option(None, "gpu augmentation: decode big JPEGs at a reduced DCT scale, never below this side")
     num_workers: int = option(8, "data-loader processes per training process (capped at the CPUs available)")
     shuffle_buffer: int = option(1000, "streamed data (wds:, hf:...?streaming=1): samples each worker shuffles among")
@@ -85,6 +86,10 @@ class PretrainConfig:
             raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
         if self.augment_on not in AUGMENT_ON:
             raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {self.augment_on!r}")
+        if self.decode_on not in AUGMENT_ON:
+            raise ValueError(f"decode_on must be one of {AUGMENT_ON}, got {self.decode_on!r}")
+        if self.decode_on == "gpu" and self.augment_on != "gpu":
+            raise ValueError("decode_on gpu decodes for the device renderer: it needs augment_on gpu too")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION[1:]}, got {self.mixed_precision!r}")
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..data import EpochShuffleSampler, ViewDataset, collate_decoded, collate_views, is_stream, load_dataset, load_stream, worker_count
+from ..data.device_decode import collate_encoded, decode_batch
 from ..data.stream import ShardedViewStream, StreamState
 from ..transforms import DeviceViewRenderer, ViewNormalizer
 from ..transforms.multiview import MultiViewTransform
@@ -20,6 +21,8 @@ from .config import PretrainConfig
 from .preemption import ignore_preemption_signals
 
 __all__ = ["TrainData", "build_train_data", "label_table"]
+
+_COLLATE = {"cpu": collate_views, "device": collate_decoded, "bytes": collate_encoded}
 
 
 @dataclasses.dataclass
@@ -34,6 +37,7 @@ class TrainData:
     to_views: Callable[[dict], list[Tensor]]
     labels: Tensor | None
     stream: StreamState | None = None
+    decode: Callable[[dict], dict] = lambda batch: batch  # --decode-on gpu: the batch's JPEGs, decoded on the device
 
     def batches(self, accelerator: Accelerator, epoch: int, done: int) -> Iterable[dict]:
         """The batches of ``epoch`` after the first ``done`` of this process (a resumed run)."""
@@ -75,6 +79,8 @@ def _view_renderer(cfg: PretrainConfig, transform: MultiViewTransform, model: nn
 
 def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,
                  accelerator: Accelerator) -> TrainData:
+    if cfg.decode_on == "gpu":
+        raise ValueError("decode_on gpu reads files; streamed data (wds:, hf:...?streaming=1) decodes in the workers")
     on_device = cfg.augment_on == "gpu"
     workers = worker_count(cfg.num_workers)
     dataset = ShardedViewStream(load_stream(cfg.data, cfg.split), transform, batch_size=cfg.batch_size,
@@ -98,19 +104,21 @@ def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, model: 
         return _stream_data(cfg, transform, model, accelerator)
     with accelerator.main_process_first():  # the embedded scenes are generated once
         data = load_dataset(cfg.data, cfg.split)
-    dataset = ViewDataset(data, transform, seed=cfg.seed, render="device" if on_device else "cpu",
-                          max_side=cfg.decode_max_side)
+    render = "bytes" if cfg.decode_on == "gpu" else "device" if on_device else "cpu"
+    dataset = ViewDataset(data, transform, seed=cfg.seed, render=render, max_side=cfg.decode_max_side)
     if len(dataset) < cfg.batch_size * accelerator.num_processes:
         raise ValueError(f"{cfg.data} has {len(dataset)} images, fewer than one global batch "
                          f"(batch_size {cfg.batch_size} x {accelerator.num_processes} processes)")
     workers = worker_count(cfg.num_workers)
     loader = DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=EpochShuffleSampler(len(dataset), seed=cfg.seed), drop_last=True,
-        num_workers=workers, collate_fn=collate_decoded if on_device else collate_views,
+        num_workers=workers, collate_fn=_COLLATE[render],
         pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
         persistent_workers=workers > 0,  # no re-fork per epoch; the epoch is in shared memory
         # its own generator: starting an epoch (or a resumed one) draws no number from the
         # global RNG, so a resumed run's random stream continues exactly where it was saved
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), label_table(data))
+    decode = (lambda batch: decode_batch(batch, accelerator.device)) if render == "bytes" else (lambda batch: batch)
+    return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), label_table(data),
+                     decode=decode)

@@ -241,7 +241,6 @@ def _train(cfg, accelerator, model, method, optimizer, data, plan, state, progre
         epoch = state.step // plan.steps_per_epoch
         done_in_epoch = (state.step % plan.steps_per_epoch) * cfg.grad_accum_steps
         for batch in data.batches(accelerator, epoch, done_in_epoch):
-            _count_skipped(batch, progress.skipped)
             if data.stream is not None:
                 data.stream.update(batch)
             log_now = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == plan.end_step
@@ -273,6 +272,8 @@ def _step(cfg, accelerator, model, forward, optimizer, params, data: TrainData, 
           diagnostics: bool) -> dict[str, torch.Tensor]:
     """One forward / backward (and, at the end of an accumulation, one optimiser step)."""
     with accelerator.accumulate(model):
+        batch = data.decode(batch)  # with --decode-on gpu the JPEGs are decoded here, on the device
+        _count_skipped(batch, progress.skipped)
         views = data.to_views(batch)  # V x (B, 3, S, S) normalised, channels-last
         out = forward({"views": views, "index": batch["index"], "diagnostics": diagnostics})
         loss = out["loss"]

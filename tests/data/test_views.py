@@ -63,3 +63,27 @@ def test_all_bad_is_an_error(tmp_path):
     data = ViewDataset(load_dataset(f"folder:{tmp_path}"), MoCoV2Transform(size=8))
     with pytest.raises(RuntimeError, match="could not be decoded"):
         data[0]
+
+
+def _smooth_jpeg(path, w=640, h=480):
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1).astype(np.uint8)
+    Image.fromarray(img).save(path, quality=95)
+
+
+@pytest.mark.parametrize("size,scale,expected", [(64, (0.9, 1.0), 4), (64, (0.02, 0.03), 1), (200, (0.9, 1.0), 2)])
+def test_jpegs_decode_only_as_large_as_the_smallest_crop_needs(tmp_path, size, scale, expected):
+    from scene_ssl.data.views import decode_for_views
+    from scene_ssl.data.sampler import seeded_generator
+
+    _smooth_jpeg(tmp_path / "a.jpg")
+    transform = MoCoV2Transform(size=size, scale=scale)
+    image, params = decode_for_views(str(tmp_path / "a.jpg"), transform, seeded_generator(0, 0, 0))
+    assert image.size == (640 // expected, 480 // expected)
+    full = transform.sample(640, 480, generator=seeded_generator(0, 0, 0))  # the same draw, in full pixels
+    assert torch.allclose(params.crop * expected, full.crop)
+    sides = torch.minimum(params.crop[:, 2] - params.crop[:, 0], params.crop[:, 3] - params.crop[:, 1])
+    assert bool((sides >= size - 1e-6).all())  # every view still has at least its output resolution
+    reduced = transform.render(image, params).float()
+    reference = transform.render(Image.open(tmp_path / "a.jpg").convert("RGB"), full).float()
+    assert (reduced - reference).abs().mean() < 3.0  # the same views but for resampling

@@ -9,7 +9,7 @@ from huggingface_hub import ModelCard
 
 from scene_ssl.data import make_scenes
 from scene_ssl.metrics import METRIC_NAMES
-from scene_ssl.train import BAMConfig, MLSConfig
+from scene_ssl.train import BAMConfig, MLSConfig, load_config
 
 from .conftest import ROOT, load_recipe
 
@@ -35,14 +35,15 @@ def test_help_describes_every_flag_with_the_default_that_applies(recipe, capsys,
             entries[flag] = line
         elif line.startswith("      ") and entries:
             entries[flag] += " " + line.strip()
-    from_yaml = yaml.safe_load((ROOT / "recipes" / "configs" / yaml_name).read_text())
+    path = ROOT / "recipes" / "configs" / yaml_name
+    from_yaml, applied = yaml.safe_load(path.read_text()), load_config(cls, path)
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
         assert flag in entries, f"{flag} is missing from --help"
         described, default = re.match(rf"\s*{flag} \S+\s+(.*) \(default: (.*)\)$", entries[flag]).groups()
         assert len(described) > 5, f"{flag} has no description"
         if field.name in from_yaml:
-            assert default == f"{from_yaml[field.name]}, from {yaml_name}", (flag, default)
+            assert default == f"{getattr(applied, field.name)}, from {yaml_name}", (flag, default)
         else:
             assert default == str(field.default), (flag, default)
 

@@ -1,0 +1,120 @@
+"""Decode JPEGs on the training device: workers pass bytes, the batch is decoded at once.
+
+With ``--decode-on gpu`` (and ``--augment-on gpu``) a data-loader worker only reads each
+file's bytes and its JPEG header (the size the views are drawn for, with the same sampler and
+seeding as every other path); the training process decodes the whole batch with
+``torchvision.io.decode_jpeg`` on its device (nvJPEG on a GPU, batched; libjpeg-turbo on the
+CPU, which is how the tests run it), then the device renderer cuts the views. What nvJPEG
+does not take is decoded in the worker as before: PNGs and other formats, and CMYK JPEGs.
+Grayscale JPEGs come out with 3 channels, like the CPU path; EXIF orientation is ignored on
+both paths, as torchvision's and the papers' loaders do. A JPEG that fails on the device is
+decoded again with PIL; one that fails there too is replaced by another image of the batch
+and named in ``skipped``, so the batch keeps its size.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from .decode import DecodeError, decode_image, describe_source, open_image
+
+__all__ = ["read_encoded", "collate_encoded", "decode_batch"]
+
+#: JPEG colour modes nvJPEG turns into RGB the way PIL does
+_DEVICE_MODES = ("RGB", "L")
+
+
+def _raw_bytes(item: Any) -> bytes:
+    if isinstance(item, dict) and item.get("bytes"):
+        return item["bytes"]
+    path = item["path"] if isinstance(item, dict) else item
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_encoded(item: Any) -> tuple[np.ndarray | None, Any, tuple[int, int]]:
+    """``(jpeg bytes or None, the decoded image when not a device JPEG, (width, height))``.
+
+    Raises:
+        DecodeError: the file is missing or its header is not an image's.
+    """
+    image = open_image(item)
+    if image.format == "JPEG" and image.mode in _DEVICE_MODES:
+        try:
+            data = _raw_bytes(item)
+        except OSError as e:
+            raise DecodeError(describe_source(item), e) from e
+        return np.frombuffer(data, dtype=np.uint8), None, image.size
+    decoded = decode_image(item)
+    return None, decoded, decoded.size
+
+
+def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Samples of :class:`~scene_ssl.data.ViewDataset` ``render="bytes"`` -> ``{"encoded": [bytes
+    arrays or None], "decoded": [uint8 (H, W, 3) or None], "names": [...], "params": view-major,
+    "index", "skipped"}``. The bytes stay numpy arrays: the loader moves tensors to the device,
+    and the decoder wants its input on the host."""
+    params = {}
+    for key in samples[0]["params"]:
+        stacked = torch.stack([s["params"][key] for s in samples], dim=1)  # (V, B, ...)
+        stacked = stacked.reshape(-1, *stacked.shape[2:])
+        params[key] = stacked.float() if stacked.is_floating_point() else stacked
+    return {
+        "encoded": [s.get("encoded") for s in samples],
+        "decoded": [s.get("image") for s in samples],
+        "names": [s["name"] for s in samples],
+        "params": params,
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "skipped": [name for s in samples for name in s["skipped"]],
+        **({"stream": samples[-1]["stream"]} if "stream" in samples[0] else {}),
+    }
+
+
+def _decode_one(data: np.ndarray, device: torch.device) -> Tensor | None:
+    """One JPEG on the device, else with PIL on the host; None if neither can."""
+    try:
+        return decode_jpeg(torch.from_numpy(data.copy()), mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        pass
+    try:
+        return torch.from_numpy(np.array(decode_image(data.tobytes()))).permute(2, 0, 1).to(device)
+    except DecodeError:
+        return None
+
+
+def decode_batch(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Decode a :func:`collate_encoded` batch on ``device``; return it as
+    :func:`~scene_ssl.data.collate_decoded` would have (``images`` uint8 (B, H_max, W_max, 3),
+    each image top-left in its slot), ready for the device renderer."""
+    device = torch.device(device)
+    encoded = batch["encoded"]
+    jpegs = [i for i, e in enumerate(encoded) if e is not None]
+    images: list[Tensor | None] = [None] * len(encoded)
+    if jpegs:
+        try:  # one batched call: nvJPEG decodes them together
+            out = decode_jpeg([torch.from_numpy(encoded[i].copy()) for i in jpegs], mode=ImageReadMode.RGB, device=device)
+            for i, img in zip(jpegs, out):
+                images[i] = img
+        except RuntimeError:  # a corrupt file fails the whole call: one at a time
+            for i in jpegs:
+                images[i] = _decode_one(encoded[i], device)
+    for i, d in enumerate(batch["decoded"]):
+        if d is not None:
+            images[i] = d.to(device).permute(2, 0, 1)
+    skipped = list(batch["skipped"])
+    good = next((img for img in images if img is not None), None)
+    if good is None:
+        raise RuntimeError(f"no image of the batch could be decoded (first: {batch['names'][0]})")
+    for i, img in enumerate(images):
+        if img is None:  # undecodable: another image of the batch takes its place
+            images[i] = good
+            skipped.append(batch["names"][i])
+    h = max(img.shape[1] for img in images)
+    w = max(img.shape[2] for img in images)
+    padded = torch.stack([F.pad(img, (0, w - img.shape[2], 0, h - img.shape[1])) for img in images])  # (B, 3, H, W)
+    return {**batch, "images": padded.permute(0, 2, 3, 1), "skipped": skipped}
