@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--probe-data", default=None, help="labeled data of the probes (default: --data)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seeds", type=int, default=3)
-X
+    ap.add_argument("--epochs", type=int, default=10, help="the budget of every method, epochs over the same data")
     ap.add_argument("--max-steps", type=int, default=None, help="a budget in steps instead (smoke tests)")
     ap.add_argument("--probe-epochs", type=int, default=100)
     ap.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import HfApi, get_token
 
+from scene_ssl.card import dataset_name
 from scene_ssl.export import evaluation_result, read_export, save_pretrained
 from scene_ssl.metrics import METRIC_NAMES
 from scene_ssl.models import export_folder, load_backbone
@@ -38,7 +39,7 @@ def _probe_result(path: str) -> dict:
     if not names:
         raise SystemExit(f"{path} holds no probe metrics ({', '.join(METRIC_NAMES)} or top1)")
     data = str(m.get("data", "unknown"))
-    data = data.split(":", 1)[-1] if data.startswith("hf:") else data.split(":", 1)[0]
+    data = dataset_name(data)
     kind = "knn probe" if "k" in m else "linear probe"
     return evaluation_result("image-classification", f"{m.get('mode', 'multilabel').replace('label', '-label')} {kind} "
                              f"({m.get('pool', 'avgmax')}, {m.get('image_size', '?')} px)", data,

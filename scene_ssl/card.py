@@ -10,7 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-__all__ = ["write_card", "CITATIONS", "METHOD_NAMES", "method_key"]
+__all__ = ["write_card", "dataset_name", "CITATIONS", "METHOD_NAMES", "method_key"]
 
 CITATIONS = {
     "mls": """```bibtex
@@ -62,9 +62,16 @@ def _template() -> str:
     raise FileNotFoundError("MODEL_CARD.md template not found next to the scene_ssl package")
 
 
-def _dataset(spec: str | None) -> str:
+def dataset_name(spec: str | None) -> str:
+    """How a card names the data of a spec: the repo of ``hf:org/name``, else its kind
+    (``coco``, ``scenes``, ``wds`` ...).
+
+    Example:
+        >>> dataset_name("hf:detection-datasets/coco?streaming=1"), dataset_name("coco:/data/coco")
+        ('detection-datasets/coco', 'coco')
+    """
     kind, _, arg = (spec or "unknown").partition(":")
-    return arg if kind == "hf" else kind
+    return arg.split("?", 1)[0] if kind == "hf" else kind
 
 
 def _results_table(results: list[dict]) -> str:
@@ -85,7 +92,7 @@ def write_card(folder: str | Path) -> Path:
     pc = config["pretrained_cfg"]
     method = method_key(meta["tag"])
     train_config = meta.get("train_config", {})
-    dataset = _dataset(train_config.get("data"))
+    dataset = dataset_name(train_config.get("data"))
     results = meta.get("results", [])
     # the Hub groups results by task type and dataset, not by task name: the metric names
     # say which evaluation each number comes from

@@ -24,7 +24,7 @@ import torch
 from timm.models import save_for_hf
 from torch import nn
 
-from .card import METHOD_NAMES, method_key, write_card
+from .card import METHOD_NAMES, dataset_name, method_key, write_card
 
 __all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result", "METHOD_KEYS"]
 
@@ -36,18 +36,9 @@ _KEEP = ("architecture", "input_size", "interpolation", "mean", "std", "crop_pct
          "first_conv", "classifier", "fixed_input_size", "min_input_size")
 
 
-def _dataset_name(spec: str | None) -> str:
-    if not spec:
-        return "unknown"
-    kind, _, arg = spec.partition(":")
-    if kind == "hf":
-        return arg
-    return kind
-
-
 def export_name(architecture: str, method: str, data: str | None) -> str:
     """``<arch>-<method>-<data>``, e.g. ``resnet50-mls-coco``: what an export is called."""
-    return f"{architecture}-{method}-{_dataset_name(data).replace('/', '-')}"
+    return f"{architecture}-{method}-{dataset_name(data).replace('/', '-')}"
 
 
 def evaluation_result(task: str, name: str, dataset: str, metrics: dict[str, float], *, split: str = "val",
@@ -115,7 +106,7 @@ def save_pretrained(
     size = int(input_size or train_config.get("image_size") or model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
     method = method if method in METHOD_NAMES else method_key(tag)
     architecture = model.pretrained_cfg.get("architecture", type(model).__name__)
-    dataset = _dataset_name(train_config.get("data"))
+    dataset = dataset_name(train_config.get("data"))
     description = description or (
         f"{architecture} pretrained with {METHOD_NAMES[method]} (self-supervised, no labels) on {dataset} by scene_ssl.")
     data_cfg = timm.data.resolve_model_data_config(model)
@@ -171,7 +162,7 @@ def export_run(run, cfg, results: list[dict[str, Any]] | None = None) -> Path | 
     backbone = run.model.encoder.model
     architecture = backbone.pretrained_cfg.get("architecture", cfg.backbone)
     name = cfg.export_tag or export_name(architecture, method, cfg.data)
-    tag = cfg.export_tag or f"{method}_{_dataset_name(cfg.data).replace('/', '_')}"
+    tag = cfg.export_tag or f"{method}_{dataset_name(cfg.data).replace('/', '_')}"
     train_config = dataclasses.asdict(cfg)
     folder = save_pretrained(backbone, Path(cfg.output_dir) / "export", tag=tag, method=method, name=name,
                              results=results, train_config=train_config)

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from ..card import dataset_name
 from ..export import add_results, evaluation_result
 from ..models import export_folder
 from .config import DetectionConfig
@@ -38,7 +39,7 @@ def write_report(cfg: DetectionConfig, rows: dict[str, dict], print_fn: Callable
     print_fn(f"wrote {out / 'metrics.json'}")
     folder = export_folder(cfg.model)
     if folder is not None and "pretrained" in rows:
-        data = cfg.data.split(":", 1)[-1] if cfg.data.startswith("hf:") else cfg.data.split(":", 1)[0]
+        data = dataset_name(cfg.data)
         name = f"{'Mask' if cfg.task == 'segm' else 'Faster'} R-CNN FPN ({cfg.norm}, {cfg.schedule}, {cfg.test_size} px)"
         metrics = {f"{k}{'_bb' if t == 'bbox' else '_mk'}": v for t, m in rows["pretrained"]["metrics"].items() for k, v in m.items()}
         baseline = rows.get("random init", {}).get("metrics", {}).get("bbox", {}).get("AP")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..data import EpochShuffleSampler, worker_count
 from ..models import rank_and_world_size
 from ..train.checkpoint import TrainState, find_checkpoint, save_checkpoint
-from ..train.preemption import ignore_preemption_signals, preemption_signals
+from ..train.preemption import ignore_preemption_signals, preemption_signals, stop_requested
 from .config import DetectionConfig, schedule_iterations
 from .data import DetectionDataset, DetectionSet, collate_detection
 from .evaluate import coco_ap, gather_results, to_coco_results
@@ -159,21 +159,13 @@ def _train(cfg, accelerator, model, optimizer, loader, dataset, state, total, wa
                         f.write(json.dumps({"iteration": state.step, **logs}) + "\n")
             if cfg.save_every and state.step % cfg.save_every == 0 and state.step < total:
                 save_checkpoint(accelerator, out_dir / "checkpoints", state.step, cfg.keep_checkpoints)
-            if _stop(received, accelerator, state.step, cfg.log_every):
+            if stop_requested(received, accelerator, state.step, cfg.log_every):
                 bar.close()
                 return ips, received[0] if received else "a signal on another process"
             if state.step >= total:
                 break
     bar.close()
     return ips, None
-
-
-def _stop(received: list[str], accelerator: Accelerator, step: int, every: int) -> bool:
-    if accelerator.num_processes == 1:
-        return bool(received)
-    if step % every:
-        return False
-    return bool(accelerator.reduce(torch.tensor(float(bool(received)), device=accelerator.device), "sum") > 0)
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
+from ..card import dataset_name
 from ..export import evaluation_result
 from ..metrics import METRIC_NAMES
 from ..models import TimmBackbone
@@ -60,5 +61,5 @@ def probe_after_training(cfg, run) -> list[dict[str, Any]]:
     baseline = ", ".join(f"{k} {table['random init'][k]:.1f}" for k in ("mAP", "CF1", "OF1"))
     return [evaluation_result(
         "image-classification", f"multi-label linear probe ({cfg.probe_pool}, {cfg.probe_image_size} px)",
-        cfg.probe_data.split(":", 1)[-1] if cfg.probe_data.startswith("hf:") else cfg.probe_data.split(":", 1)[0],
+        dataset_name(cfg.probe_data),
         {k: table["pretrained"][k] for k in METRIC_NAMES}, source=f"main job (random init: {baseline})")]

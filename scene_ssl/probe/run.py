@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..data import class_names, load_dataset, worker_count
 from ..data.schema import fingerprint_of
+from ..card import dataset_name
 from ..export import add_results, evaluation_result
 from ..metrics import METRIC_NAMES, multilabel_metrics, topk_accuracy
 from ..models import TimmBackbone, export_folder, load_backbone
@@ -120,7 +121,7 @@ def _to_card(cfg, kind: str, mode: str, result: dict, print_fn: Callable) -> Non
         return
     names = METRIC_NAMES if mode == "multilabel" else ("top1", "top5")
     task = f"{'multi' if mode == 'multilabel' else 'single'}-label {kind} ({cfg.pool}, {cfg.image_size} px)"
-    data = cfg.data.split(":", 1)[-1] if cfg.data.startswith("hf:") else cfg.data.split(":", 1)[0]
+    data = dataset_name(cfg.data)
     add_results(folder, [evaluation_result("image-classification", task, data, {k: result[k] for k in names},
                                            split=cfg.val_split, source=f"probe_{kind.split()[0]}.py")])
     print_fn(f"added the result to the model card {folder / 'README.md'}")

@@ -31,7 +31,7 @@ from ..transforms.multiview import MultiViewTransform
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
 from .config import PretrainConfig
 from .data import TrainData, build_train_data
-from .preemption import preemption_signals
+from .preemption import preemption_signals, stop_requested
 
 __all__ = ["pretrain", "PretrainResult", "NonFiniteLossError", "make_accelerator"]
 
@@ -257,7 +257,7 @@ def _train(cfg, accelerator, model, method, optimizer, data, plan, state, progre
             if cfg.save_every and state.step % cfg.save_every == 0 and state.step < plan.end_step:
                 _check_finite(progress, state)
                 progress.last_checkpoint = _save(cfg, accelerator, data, state)
-            if _stop_requested(received, accelerator, state.step, cfg.log_every):
+            if stop_requested(received, accelerator, state.step, cfg.log_every):
                 bar.close()
                 return received[0] if received else "a signal on another process"
             if state.step >= plan.end_step:
@@ -334,17 +334,6 @@ def _write_logs(cfg, accelerator: Accelerator, logs: dict[str, float], step: int
     if accelerator.is_main_process:  # a plain-text log for tools without tensorboard
         with open(Path(cfg.output_dir) / "train_log.jsonl", "a") as f:
             f.write(json.dumps({"step": step, **logs}) + "\n")
-
-
-def _stop_requested(received: list[str], accelerator: Accelerator, step: int, every: int) -> bool:
-    """Whether a preemption signal arrived. One process decides alone, every step; several
-    agree at log steps only (an all-reduce and a sync point), so that all stop together."""
-    if accelerator.num_processes == 1:
-        return bool(received)
-    if step % every:
-        return False
-    flag = torch.tensor(float(bool(received)), device=accelerator.device)
-    return bool(accelerator.reduce(flag, "sum") > 0)
 
 
 def _monitor(cfg, accelerator: Accelerator, method: nn.Module, monitor: Monitor | None, epoch: int,

@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["PREEMPTION_SIGNALS", "preemption_signals", "ignore_preemption_signals"]
+__all__ = ["PREEMPTION_SIGNALS", "preemption_signals", "ignore_preemption_signals", "stop_requested"]
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -45,3 +45,17 @@ def ignore_preemption_signals(worker_id: int = 0) -> None:
     epoch before the checkpoint is written)."""
     for s in PREEMPTION_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+
+
+def stop_requested(received: list[str], accelerator, step: int, every: int) -> bool:
+    """Whether a preemption signal arrived. One process decides alone, every step; several
+    agree at every ``every``-th step only (an all-reduce and a sync point), so that all stop
+    at the same step."""
+    if accelerator.num_processes == 1:
+        return bool(received)
+    if step % every:
+        return False
+    import torch
+
+    flag = torch.tensor(float(bool(received)), device=accelerator.device)
+    return bool(accelerator.reduce(flag, "sum") > 0)
