@@ -108,6 +108,15 @@ def _throughput_views(loader: DataLoader, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _cpu_ms(dataset, n: int) -> float:
+    """CPU milliseconds per image of a worker's work (decode and what the path does after),
+    measured in this process, one thread."""
+    t0 = time.process_time()
+    for i in range(n):
+        dataset[i % len(dataset)]
+    return 1000 * (time.process_time() - t0) / n
+
+
 def _stream_throughput(dataset: ShardedViewStream, workers: int, batches: int) -> float:
     """Images/s of a streamed dataset over ``batches`` batches (epochs chained), the first not counted."""
     loader = DataLoader(dataset, batch_size=dataset.batch_size, num_workers=workers, collate_fn=collate_views,
@@ -176,6 +185,17 @@ def main() -> None:
                                batch_size=args.batch_size, num_workers=args.workers, shuffle_buffer=64)
     results[("moco", "shards")] = [_stream_throughput(stream, args.workers, args.batches) for _ in range(args.rounds)]
 
+    cpu_ms = {}
+    for method in ("moco", "bam"):
+        transform = ours[method].transform
+        paths = {"baseline (authors' loader)": BaselineDataset(files, method, args.size),
+                 "scene_ssl, full decode": ViewDataset(dataset, transform, reduce_decode=False),
+                 "scene_ssl": ours[method],
+                 "decode only (--augment-on gpu)": ViewDataset(dataset, transform, render="device"),
+                 "read bytes only (--decode-on gpu)": ViewDataset(dataset, transform, render="bytes")}
+        for name, ds in paths.items():
+            cpu_ms[(method, name)] = statistics.median(_cpu_ms(ds, args.batch_size) for _ in range(args.rounds))
+
     device_rows = {}
     if args.device:
         device = torch.device(args.device)
@@ -215,6 +235,11 @@ def main() -> None:
             ips = statistics.median(results[(method, "shards")]) / args.workers
             print(f"| {method} ({views[method]} views) | scene_ssl from tar shards (wds:) | {ips:.1f} | "
                   f"{ips * views[method]:.1f} | {ips / base:.2f}x |")
+    print("\nCPU time per image in the worker (one thread, median of the rounds)")
+    print("| method | path | CPU ms / image |")
+    print("|---|---|---:|")
+    for (method, name), ms in cpu_ms.items():
+        print(f"| {method} | {name} | {ms:.2f} |")
     if device_rows:
         print(f"\naugment_on=gpu path: decode-only workers and the batched renderer on {args.device} "
               f"({args.render_batch} images per call)")

@@ -11,7 +11,8 @@ The methods start from the recipes' quick configs (``recipes/configs/mls_scenes.
 = MLS with λ = 0; ``bam_scenes.yaml``, SimSiam = BAM with one block and λ = 0), so the
 table measures what ``accelerate launch recipes/...`` trains; ``--scale gpu`` swaps in a
 ResNet-18 at 96 px for longer. Prints a table (mean ± std over seeds), writes it as JSON
-and draws it as a PNG.
+and draws it as a PNG. Each finished run is appended to ``<out>/runs.jsonl``; run the same
+command again after a crash and it skips the runs that are there under the same budget.
 """
 from __future__ import annotations
 
@@ -153,6 +154,19 @@ def draw(summary: dict, title: str, path: Path) -> None:
     img.save(path)
 
 
+def budget_key(args) -> dict:
+    """What must match for a finished run to count again: data, budget and scale."""
+    return {k: getattr(args, k) for k in ("data", "probe_data", "epochs", "max_steps", "probe_epochs", "scale")}
+
+
+def finished_runs(path: Path, args) -> dict[tuple[str, int], dict]:
+    """Runs already in ``runs.jsonl`` under the same budget: a killed benchmark goes on where it stopped."""
+    if not path.exists():
+        return {}
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["method"], r["seed"]): r["row"] for r in runs if r["budget"] == budget_key(args)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="scenes", help="pretraining data spec")
@@ -170,12 +184,18 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict]] = {}
+    finished = finished_runs(out / "runs.jsonl", args)
     for method in args.methods.split(","):
         if method not in METHODS:
             raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         for seed in range(args.seeds):
-            rows.setdefault(method, []).append(run_one(method, seed, args))
-            print(f"{method} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in rows[method][-1].items()), flush=True)
+            row = finished.get((method, seed))
+            if row is None:
+                row = run_one(method, seed, args)
+                with open(out / "runs.jsonl", "a") as f:
+                    f.write(json.dumps({"budget": budget_key(args), "method": method, "seed": seed, "row": row}) + "\n")
+            rows.setdefault(method, []).append(row)
+            print(f"{method} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()), flush=True)
     summary = summarise(rows)
     budget = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs} epochs"
     text = table(summary, args.seeds)

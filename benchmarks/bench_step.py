@@ -10,8 +10,9 @@ x 4 blocks x 2 views. images/s counts source images, crops/s every view the meth
     python benchmarks/bench_step.py --backbone resnet10t --batch-size 32 --image-size 96 --no-channels-last   # CPU
 
 ``--end-to-end`` adds the real training loop (``scene_ssl.train.pretrain``) fed from JPEG
-files (generated 640x480 scenes unless ``--data``), once with the augmentation in the
-data-loader workers (``augment_on=cpu``) and once on the device (``augment_on=gpu``),
+files (generated 640x480 scenes unless ``--data``), with the augmentation in the data-loader
+workers (``augment_on=cpu``), on the device (``augment_on=gpu``), and with the JPEGs decoded
+on the device too (``decode_on=gpu``: the workers only read bytes),
 reporting the steady-state images/s of the loop's own log next to the same supervised row:
 
     python benchmarks/bench_step.py --end-to-end --workers 14 --methods mls,bam
@@ -132,10 +133,11 @@ def end_to_end(args, methods, device) -> dict:
     for method in methods:
         if method == "supervised":
             continue
-        for aug in ("cpu", "gpu"):
+        for aug, decode in (("cpu", "cpu"), ("gpu", "cpu"), ("gpu", "gpu")):
             common = dict(data=data, backbone=args.backbone, image_size=args.image_size, num_workers=args.workers,
                           max_steps=args.e2e_steps, log_every=args.e2e_steps // 2, save_every=0, export=False,
-                          augment_on=aug, output_dir=str(tmp / f"{method}_{aug}"), channels_last=args.channels_last,
+                          augment_on=aug, decode_on=decode, output_dir=str(tmp / f"{method}_{aug}_{decode}"),
+                          channels_last=args.channels_last,
                           mixed_precision="no" if args.precision == "fp32" else args.precision, compile=args.compile)
             if method in ("mls", "mocov2"):
                 cfg = load_config(MLSConfig, None, {**common, "batch_size": args.batch_size,
@@ -149,7 +151,8 @@ def end_to_end(args, methods, device) -> dict:
             summary = pretrain(cfg, build_model, build_transform, accelerator=accelerator)
             views = summary.model.num_views
             ips = summary.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
-            rows[(method, aug)] = {"images_s": ips, "crops_s": ips * views}
+            label = {"cpu": "CPU augmentation", "gpu": "GPU augmentation"}[aug] + (" + GPU decode" if decode == "gpu" else "")
+            rows[(method, label)] = {"images_s": ips, "crops_s": ips * views}
             del summary
             if device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -52,13 +52,15 @@ class ViewDataset(Dataset):
         render: ``"cpu"`` (PIL in the worker), ``"device"`` (decode only) or ``"bytes"`` (read only).
         max_side: with ``render="device"``, decode JPEGs larger than this at a reduced DCT
             scale (a one-off downscale that also shrinks the host-to-device copy).
+        reduce_decode: decode a JPEG at 1/2, 1/4 or 1/8 of its size whenever every view's
+            crop still has its output size (:func:`decode_for_views`); False: always in full.
     """
 
     def __init__(self, dataset: datasets.Dataset, transform: MultiViewTransform, seed: int = 0,
-                 render: str = "cpu", max_side: int | None = None) -> None:
+                 render: str = "cpu", max_side: int | None = None, reduce_decode: bool = True) -> None:
         if render not in RENDER_MODES:
             raise ValueError(f"render must be one of {RENDER_MODES}, got {render!r}")
-        self.render, self.max_side = render, max_side
+        self.render, self.max_side, self.reduce_decode = render, max_side, reduce_decode
         if "image" not in dataset.column_names:
             raise ValueError(f"the dataset has no 'image' column (columns: {dataset.column_names})")
         if len(dataset) == 0:
@@ -86,7 +88,8 @@ class ViewDataset(Dataset):
             params = self.transform.sample(width, height, generator=generator)
             return {"encoded": encoded, "image": None if decoded is None else torch.from_numpy(np.array(decoded)),
                     "params": {k: getattr(params, k) for k in vars(params)}, "name": describe_source(item)}
-        image, params = decode_for_views(item, self.transform, generator, self.max_side if self.render == "device" else None)
+        image, params = decode_for_views(item, self.transform, generator, self.max_side if self.render == "device" else None,
+                                         self.reduce_decode)
         if self.render == "device":
             return {"image": torch.from_numpy(np.array(image)), "params": {k: getattr(params, k) for k in vars(params)}}
         return self.transform.render(image, params)
@@ -125,11 +128,12 @@ def _reduction(params, size: int | None, width: int, height: int, max_side: int 
     return reduction
 
 
-def decode_for_views(item: Any, transform: MultiViewTransform, generator, max_side: int | None = None):
+def decode_for_views(item: Any, transform: MultiViewTransform, generator, max_side: int | None = None,
+                     reduce: bool = True):
     """``(image, params)``: the views' parameters drawn for the image's full size, then the image
     decoded only as large as its smallest crop needs (a JPEG at 1/2, 1/4, 1/8 from the DCT), the
     crops expressed in the decoded image's pixels. The views do not depend on the reduction
-    beyond resampling.
+    beyond resampling. ``reduce=False`` always decodes in full.
 
     Raises:
         DecodeError: the image is missing, truncated or corrupt.
@@ -138,7 +142,7 @@ def decode_for_views(item: Any, transform: MultiViewTransform, generator, max_si
     width, height = image.size
     params = transform.sample(width, height, generator=generator)
     pipelines = getattr(transform, "pipelines", None)
-    size = max(p.size for p in pipelines) if pipelines else None  # arbitrary callables: full decode
+    size = max(p.size for p in pipelines) if pipelines and reduce else None  # arbitrary callables: full decode
     image = load_image(image, describe_source(item), _reduction(params, size, width, height, max_side))
     if image.size != (width, height):  # decoded smaller: the same crops, in the smaller image's pixels
         scale = torch.tensor([image.size[0] / width, image.size[1] / height] * 2, dtype=params.crop.dtype)

@@ -87,3 +87,15 @@ def test_jpegs_decode_only_as_large_as_the_smallest_crop_needs(tmp_path, size, s
     reduced = transform.render(image, params).float()
     reference = transform.render(Image.open(tmp_path / "a.jpg").convert("RGB"), full).float()
     assert (reduced - reference).abs().mean() < 3.0  # the same views but for resampling
+
+
+def test_reduce_false_decodes_in_full_with_the_same_draw(tmp_path):
+    from scene_ssl.data.views import decode_for_views
+    from scene_ssl.data.sampler import seeded_generator
+
+    _smooth_jpeg(tmp_path / "a.jpg")
+    transform = MoCoV2Transform(size=64, scale=(0.9, 1.0))  # would decode at 1/4 with reduce=True
+    image, params = decode_for_views(str(tmp_path / "a.jpg"), transform, seeded_generator(0, 0, 0), reduce=False)
+    assert image.size == (640, 480)
+    full = transform.sample(640, 480, generator=seeded_generator(0, 0, 0))
+    assert torch.equal(params.crop, full.crop)
