@@ -16,8 +16,9 @@ class KNNMonitor:
     cosine, similarity-weighted label vote) of the backbone as it is now, on up to
     ``max_train`` training and ``max_val`` validation images of ``data``.
 
-    The pretraining loop calls it every ``monitor_every`` epochs (frozen features, BN in
-    eval mode), so that a user sees whether longer training still helps. The data is
+    The pretraining loop calls it before the first step (the random-init reference) and every
+    ``monitor_every`` epochs (frozen features, BN in eval mode), at the probes' image size, so
+    that a user sees whether longer training still helps. The data is
     loaded at the first call; a bad spec fails at construction.
 
     Example:
@@ -39,7 +40,7 @@ class KNNMonitor:
         """The monitor a pretraining config asks for (``monitor_every`` > 0 and ``probe_data`` set), else None."""
         if not cfg.monitor_every or not cfg.probe_data:
             return None
-        return cls(cfg.probe_data, image_size=cfg.image_size, num_workers=min(2, cfg.num_workers))
+        return cls(cfg.probe_data, image_size=cfg.probe_image_size, num_workers=min(2, cfg.num_workers))
 
     def _load(self):
         if self._splits is None:

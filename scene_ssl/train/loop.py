@@ -235,6 +235,8 @@ def _train(cfg, accelerator, model, method, optimizer, data, plan, state, progre
     params = [p for p in model.parameters() if p.requires_grad]
     base_ema = getattr(method, "momentum", None)
     bar = tqdm(total=plan.end_step, initial=state.step, disable=not accelerator.is_local_main_process, desc="pretrain")
+    if state.step == 0:  # the reference: the backbone before any step
+        _monitor(cfg, accelerator, method, monitor, 0, state, progress)
     model.train()
     _set_schedules(method, cfg, plan, state.step, base_ema)
     while state.step < plan.end_step:

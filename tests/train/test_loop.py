@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import warnings
 
@@ -302,18 +303,28 @@ def test_mls_warmup_trains_infonce_alone_first_and_diagnostics_are_logged(tiny_s
 
 
 def test_monitor_runs_every_few_epochs_and_is_logged(tiny_scenes, tmp_path):
-    calls = []
+    weights = []
 
     def monitor(backbone):
-        calls.append(backbone.training)
+        weights.append([p.detach().clone() for p in backbone.parameters()])
         return {"knn_mAP": 12.5}
 
     cfg = mls_cfg(tiny_scenes, tmp_path, epochs=4, max_steps=None, monitor_every=2, export=False)
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     out = pretrain(cfg, build_mls, build_moco_transform, accelerator=Accelerator(cpu=True), monitor=monitor)
-    assert len(calls) == 2 and [m["epoch"] for m in out.monitor] == [2, 4]
-    assert [r["knn_mAP"] for r in _log_rows(tmp_path) if "knn_mAP" in r] == [12.5, 12.5]
+    assert [m["epoch"] for m in out.monitor] == [0, 2, 4]  # 0: before the first step, the random-init reference
+    assert [r["knn_mAP"] for r in _log_rows(tmp_path) if "knn_mAP" in r] == [12.5, 12.5, 12.5]
+    assert not all(torch.equal(a, b) for a, b in zip(weights[0], weights[1]))  # trained in between
+    assert all(torch.equal(a, b) for a, b in zip(weights[2], out.model.encoder.parameters()))  # the final weights
+
+
+def test_monitor_uses_the_probe_image_size(tiny_scenes, tmp_path):
+    from scene_ssl.probe.monitor import KNNMonitor
+
+    cfg = mls_cfg(tiny_scenes, tmp_path, monitor_every=2, probe_data="scenes", image_size=32, probe_image_size=48)
+    assert KNNMonitor.from_config(cfg).image_size == 48
+    assert KNNMonitor.from_config(dataclasses.replace(cfg, monitor_every=0)) is None
 
 
 def test_sync_bn_converts_every_batchnorm(tiny_scenes, tmp_path):
