@@ -53,6 +53,7 @@ class DetectionConfig:
     proposals_test: int = option(1000, "RPN proposals kept per image at evaluation")
     schedule: str = option("1x", "1x (90k iterations at 16 images) | 2x | ... | a number of iterations")
     batch_size: int = option(2, "images per process per step")
+    eval_batch_size: int = option(1, "images per forward pass at evaluation (1, as Detectron2 and torchvision's references: no padding shared between images)")
     base_lr: float = option(0.02, "learning rate per 16 images: lr = base_lr x total batch / 16")
     weight_decay: float = option(1e-4, "SGD weight decay")
     momentum: float = option(0.9, "SGD momentum")
@@ -74,7 +75,7 @@ class DetectionConfig:
         if self.bbox_format not in BBOX_FORMATS:
             raise ValueError(f"bbox_format must be one of {BBOX_FORMATS}, got {self.bbox_format!r}")
         schedule_iterations(self.schedule, self.batch_size)  # refuses a bad schedule now
-        for name in ("batch_size", "fpn_channels", "test_size", "max_size", "rois_per_image", "proposals_train",
+        for name in ("batch_size", "eval_batch_size", "fpn_channels", "test_size", "max_size", "rois_per_image", "proposals_train",
                      "proposals_test", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -179,11 +179,15 @@ def evaluate_detector(model: nn.Module, data: DetectionSet, cfg: DetectionConfig
     model.eval()
     model.transform.min_size = (cfg.test_size,)
     results = []
-    shard = range(rank, len(dataset), world)
-    for i in tqdm(shard, desc="evaluate", leave=False, disable=rank != 0):
-        pixels, target = dataset[i]
-        prediction = model([pixels.to(device)])[0]
-        results += to_coco_results(int(target["image_id"]), prediction, data.category_ids)
+    shard, n = list(range(rank, len(dataset), world)), cfg.eval_batch_size
+    bar = tqdm(total=len(shard), desc="evaluate", leave=False, disable=rank != 0)
+    for start in range(0, len(shard), n):
+        items = [dataset[i] for i in shard[start:start + n]]
+        predictions = model([pixels.to(device) for pixels, _ in items])
+        for (_, target), prediction in zip(items, predictions):
+            results += to_coco_results(int(target["image_id"]), prediction, data.category_ids)
+        bar.update(len(items))
+    bar.close()
     model.transform.min_size = sizes
     model.train(was_training)
     results = gather_results(results)

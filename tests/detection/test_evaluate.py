@@ -42,11 +42,14 @@ class _Shifted(torch.nn.Module):
         self.calls = 0
 
     def forward(self, images):
-        self.calls += 1
+        self.calls += len(images)
+        return [self._one() for _ in images]
+
+    def _one(self):
         image_id = self.data.image_ids[self.order.pop(0)]
         pred = _ground_truth_as_predictions(self.data, image_id, False)
         pred["boxes"] = pred["boxes"] + (image_id % 4)
-        return [pred]
+        return pred
 
 
 def _evaluate(rank, world_size, root, expected):
@@ -65,3 +68,14 @@ def test_two_processes_evaluate_to_the_same_numbers_as_one(det_scenes):
     single = evaluate_detector(model, data, DetectionConfig(task="bbox", test_size=64))["bbox"]
     assert 0 < single["AP"] < 100
     run_distributed(_evaluate, str(det_scenes), single)
+
+
+def test_batched_evaluation_pairs_every_prediction_with_its_image(det_scenes):
+    data = load_detection_set(f"coco:{det_scenes}", "val")
+    scores = {}
+    for n in (1, 3):  # 3: a last batch smaller than the others
+        model = _Shifted(data)
+        model.order = list(range(len(data.image_ids)))
+        scores[n] = evaluate_detector(model, data, DetectionConfig(task="bbox", test_size=64, eval_batch_size=n))["bbox"]
+        assert model.calls == len(data.image_ids) and not model.order
+    assert len(data.image_ids) % 3 and scores[3] == scores[1]
