@@ -91,10 +91,14 @@ def hub_stream_source(repo: str, split: str) -> StreamSource:
 
 
 class StreamState:
-    """How far each global worker got in the epoch (samples consumed), for checkpoints."""
+    """How far each global worker got in the epoch (samples consumed), for checkpoints.
 
-    def __init__(self) -> None:
+    ``workers``: the data-loader workers of all processes together. A checkpoint's positions
+    only mean something for the same number: loading one saved with another is refused."""
+
+    def __init__(self, workers: int = 0) -> None:
         self.positions: dict[int, int] = {}
+        self.workers = int(workers)
 
     def update(self, batch: dict) -> None:
         worker, position = batch["stream"]
@@ -104,9 +108,13 @@ class StreamState:
         self.positions = {}
 
     def state_dict(self) -> dict:
-        return {"positions": {str(k): v for k, v in self.positions.items()}}
+        return {"positions": {str(k): v for k, v in self.positions.items()}, "workers": self.workers}
 
     def load_state_dict(self, state: dict) -> None:
+        saved = int(state.get("workers", 0))
+        if saved and self.workers and saved != self.workers:
+            raise ValueError(f"the checkpoint's stream was read by {saved} data-loader workers in all (processes x "
+                             f"workers), this run has {self.workers}: resume a streamed run with the same layout")
         self.positions = {int(k): int(v) for k, v in state["positions"].items()}
 
 

@@ -91,7 +91,8 @@ def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.M
                         collate_fn=collate_decoded if on_device else collate_views,
                         pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
                         persistent_workers=workers > 0)
-    return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), None, StreamState())
+    return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), None,
+                     StreamState(workers * accelerator.num_processes))
 
 
 def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,

@@ -127,3 +127,15 @@ def test_a_corrupt_member_is_skipped_counted_and_replaced(tmp_path, shard_dir):
 def test_too_few_shards_for_the_workers_is_a_clear_error(shard_dir):
     with pytest.raises(ValueError, match="shards for 16 data-loader workers"):
         _stream(shard_dir[1], workers=8, world=2)
+
+
+def test_stream_state_refuses_a_checkpoint_of_another_worker_layout():
+    from scene_ssl.data.stream import StreamState
+
+    saved = StreamState(workers=4)
+    saved.positions = {0: 16, 3: 32}
+    same = StreamState(workers=4)
+    same.load_state_dict(saved.state_dict())
+    assert same.positions == {0: 16, 3: 32}
+    with pytest.raises(ValueError, match="4 data-loader workers .* this run has 2"):
+        StreamState(workers=2).load_state_dict(saved.state_dict())
