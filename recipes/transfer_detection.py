@@ -4,7 +4,7 @@ detector on a randomly initialised backbone: the scene-SSL papers' headline eval
 without Detectron2 or a weight conversion.
 
 With no arguments it runs the quick configuration (configs/detection_scenes.yaml): the main
-job's export (outputs/mls_scenes) vs random init on the embedded scenes, a few minutes on a CPU.
+job's export (outputs/mls_scenes) vs random init on the embedded scenes, about 20 minutes on 2 CPU cores.
 
     accelerate launch recipes/transfer_detection.py
     accelerate launch recipes/transfer_detection.py --model outputs/bam_scenes
