@@ -4,7 +4,7 @@ from .load import check_spec, default_scenes_dir, is_stream, load_dataset, load_
 from .sampler import EpochShuffleSampler, seeded_generator
 from .scenes import SCENE_CLASSES, make_scenes
 from .schema import class_names, num_classes
-from .views import ViewDataset, collate_decoded, collate_views
+from .views import ViewDataset, collate_decoded, collate_encoded, collate_views
 from .workers import available_cpus, worker_count
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "seeded_generator",
     "collate_views",
     "collate_decoded",
+    "collate_encoded",
     "available_cpus",
     "worker_count",
 ]

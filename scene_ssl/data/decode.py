@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["decode_image", "open_image", "load_image", "describe_source", "DecodeError"]
+__all__ = ["decode_image", "open_image", "load_image", "read_bytes", "dct_reduction", "describe_source", "DecodeError"]
 
 
 class DecodeError(Exception):
@@ -49,6 +49,32 @@ def open_image(item: Any) -> Image.Image:
         raise DecodeError(source, e) from e
 
 
+def read_bytes(item: Any) -> bytes:
+    """The file's bytes as stored (no decoding): an HF ``{"path", "bytes"}`` dict's bytes, else
+    the file at the path (a dict's ``path`` or the item itself).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    if isinstance(item, dict) and item.get("bytes"):
+        return item["bytes"]
+    with open(item["path"] if isinstance(item, dict) else item, "rb") as f:
+        return f.read()
+
+
+def dct_reduction(length: float, minimum: float, reduction: int = 1) -> int:
+    """Double ``reduction`` (up to 8, JPEG's smallest DCT scale) while ``length`` divided by it
+    stays at least ``minimum``.
+
+    Example:
+        >>> dct_reduction(640, 224), dct_reduction(640, 100), dct_reduction(640, 700)
+        (2, 4, 1)
+    """
+    while reduction < 8 and length / (2 * reduction) >= minimum:
+        reduction *= 2
+    return reduction
+
+
 def load_image(image: Image.Image, source: str = "<image>", reduction: int = 1) -> Image.Image:
     """Decode an opened image to RGB. ``reduction`` 2, 4 or 8 lets a JPEG decode at 1/2, 1/4
     or 1/8 of its size straight from the DCT (PIL's ``draft``): several times less work, and
@@ -78,8 +104,5 @@ def decode_image(item: Any, max_side: int | None = None) -> Image.Image:
         DecodeError: the file is missing, truncated, corrupt or not an image.
     """
     image = open_image(item)
-    reduction = 1
-    if max_side is not None:
-        while reduction < 8 and max(image.size) / (2 * reduction) >= max_side:
-            reduction *= 2
+    reduction = dct_reduction(max(image.size), max_side) if max_side is not None else 1
     return load_image(image, describe_source(item), reduction)

@@ -21,20 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from .decode import DecodeError, decode_image, describe_source, open_image
+from .decode import DecodeError, decode_image, describe_source, open_image, read_bytes
 
-__all__ = ["read_encoded", "collate_encoded", "decode_batch"]
+__all__ = ["read_encoded", "decode_batch"]
 
 #: JPEG colour modes nvJPEG turns into RGB the way PIL does
 _DEVICE_MODES = ("RGB", "L")
-
-
-def _raw_bytes(item: Any) -> bytes:
-    if isinstance(item, dict) and item.get("bytes"):
-        return item["bytes"]
-    path = item["path"] if isinstance(item, dict) else item
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def read_encoded(item: Any) -> tuple[np.ndarray | None, Any, tuple[int, int]]:
@@ -46,33 +38,12 @@ def read_encoded(item: Any) -> tuple[np.ndarray | None, Any, tuple[int, int]]:
     image = open_image(item)
     if image.format == "JPEG" and image.mode in _DEVICE_MODES:
         try:
-            data = _raw_bytes(item)
+            data = read_bytes(item)
         except OSError as e:
             raise DecodeError(describe_source(item), e) from e
         return np.frombuffer(data, dtype=np.uint8), None, image.size
     decoded = decode_image(item)
     return None, decoded, decoded.size
-
-
-def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Samples of :class:`~scene_ssl.data.ViewDataset` ``render="bytes"`` -> ``{"encoded": [bytes
-    arrays or None], "decoded": [uint8 (H, W, 3) or None], "names": [...], "params": view-major,
-    "index", "skipped"}``. The bytes stay numpy arrays: the loader moves tensors to the device,
-    and the decoder wants its input on the host."""
-    params = {}
-    for key in samples[0]["params"]:
-        stacked = torch.stack([s["params"][key] for s in samples], dim=1)  # (V, B, ...)
-        stacked = stacked.reshape(-1, *stacked.shape[2:])
-        params[key] = stacked.float() if stacked.is_floating_point() else stacked
-    return {
-        "encoded": [s.get("encoded") for s in samples],
-        "decoded": [s.get("image") for s in samples],
-        "names": [s["name"] for s in samples],
-        "params": params,
-        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
-        "skipped": [name for s in samples for name in s["skipped"]],
-        **({"stream": samples[-1]["stream"]} if "stream" in samples[0] else {}),
-    }
 
 
 def _decode_one(data: np.ndarray, device: torch.device) -> Tensor | None:
@@ -88,7 +59,7 @@ def _decode_one(data: np.ndarray, device: torch.device) -> Tensor | None:
 
 
 def decode_batch(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    """Decode a :func:`collate_encoded` batch on ``device``; return it as
+    """Decode a :func:`~scene_ssl.data.views.collate_encoded` batch on ``device``; return it as
     :func:`~scene_ssl.data.collate_decoded` would have (``images`` uint8 (B, H_max, W_max, 3),
     each image top-left in its slot), ready for the device renderer."""
     device = torch.device(device)

@@ -24,6 +24,8 @@ from typing import Any, Iterator
 import fsspec
 from tqdm.auto import tqdm
 
+from .decode import read_bytes
+
 __all__ = ["write_shards", "expand_braces", "shard_urls", "read_index", "iterate_shard", "count_shard", "INDEX_NAME"]
 
 INDEX_NAME = "index.json"
@@ -117,13 +119,8 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def _image_bytes(item: Any) -> tuple[bytes, str]:
     """The image as stored (no re-encoding) and its extension."""
-    if isinstance(item, dict) and item.get("bytes"):
-        data = item["bytes"]
-        path = item.get("path") or ""
-    else:
-        path = item["path"] if isinstance(item, dict) else str(item)
-        with open(path, "rb") as f:
-            data = f.read()
+    data = read_bytes(item)
+    path = (item.get("path") or "") if isinstance(item, dict) else str(item)
     ext = Path(path).suffix.lower().lstrip(".") or ("png" if data[:4] == b"\x89PNG" else "jpg")
     return data, "jpg" if ext == "jpeg" else ext
 

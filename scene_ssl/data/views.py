@@ -10,11 +10,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..transforms.multiview import MultiViewTransform
-from .decode import DecodeError, describe_source, load_image, open_image
+from .decode import DecodeError, dct_reduction, describe_source, load_image, open_image
 from .device_decode import read_encoded
 from .sampler import seeded_generator
 
-__all__ = ["ViewDataset", "collate_views", "collate_decoded", "MAX_CONSECUTIVE_FAILURES", "RENDER_MODES"]
+__all__ = ["ViewDataset", "collate_views", "collate_decoded", "collate_encoded", "worker_item", "MAX_CONSECUTIVE_FAILURES",
+           "RENDER_MODES"]
 
 #: cpu: the worker renders the views; device: it decodes, the training device renders;
 #: bytes: it reads JPEG bytes, the training device decodes and renders
@@ -42,7 +43,7 @@ class ViewDataset(Dataset):
     ``{"image": uint8 (H, W, 3), "params": {field: (V, ...)}, ...}`` for
     :func:`collate_decoded` and :class:`~scene_ssl.transforms.DeviceViewRenderer`. With
     ``render="bytes"`` it only reads JPEG bytes and header (other formats are decoded there):
-    items for :func:`~scene_ssl.data.device_decode.collate_encoded`, decoded on the device by
+    items for :func:`collate_encoded`, decoded on the device by
     :func:`~scene_ssl.data.device_decode.decode_batch`.
 
     Args:
@@ -87,12 +88,10 @@ class ViewDataset(Dataset):
             encoded, decoded, (width, height) = read_encoded(item)
             params = self.transform.sample(width, height, generator=generator)
             return {"encoded": encoded, "image": None if decoded is None else torch.from_numpy(np.array(decoded)),
-                    "params": {k: getattr(params, k) for k in vars(params)}, "name": describe_source(item)}
+                    "params": vars(params).copy(), "name": describe_source(item)}
         image, params = decode_for_views(item, self.transform, generator, self.max_side if self.render == "device" else None,
                                          self.reduce_decode)
-        if self.render == "device":
-            return {"image": torch.from_numpy(np.array(image)), "params": {k: getattr(params, k) for k in vars(params)}}
-        return self.transform.render(image, params)
+        return worker_item(image, params, self.transform, self.render == "device")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         skipped: list[str] = []
@@ -104,9 +103,7 @@ class ViewDataset(Dataset):
             except DecodeError as e:
                 skipped.append(e.source)
                 continue
-            if self.render != "cpu":
-                return {**views, "index": j, "skipped": skipped}
-            return {"views": views, "index": j, "skipped": skipped}
+            return {**views, "index": j, "skipped": skipped}
         raise RuntimeError(
             f"{len(skipped)} images in a row could not be decoded (first: {skipped[0]}); is the data folder right?"
         )
@@ -119,12 +116,9 @@ def _reduction(params, size: int | None, width: int, height: int, max_side: int 
     reduction = 1
     if size is not None:
         crop = params.crop
-        smallest = float(torch.minimum(crop[:, 2] - crop[:, 0], crop[:, 3] - crop[:, 1]).min())
-        while reduction < 8 and smallest / (2 * reduction) >= size:
-            reduction *= 2
+        reduction = dct_reduction(float(torch.minimum(crop[:, 2] - crop[:, 0], crop[:, 3] - crop[:, 1]).min()), size)
     if max_side is not None:
-        while reduction < 8 and max(width, height) / (2 * reduction) >= max_side:
-            reduction *= 2
+        reduction = dct_reduction(max(width, height), max_side, reduction)
     return reduction
 
 
@@ -150,6 +144,15 @@ def decode_for_views(item: Any, transform: MultiViewTransform, generator, max_si
     return image, params
 
 
+def worker_item(image, params, transform: MultiViewTransform, on_device: bool) -> dict[str, Any]:
+    """What a worker hands over for one decoded image: its rendered views ``{"views": uint8
+    (V, S, S, 3)}``, or with ``on_device`` the image and the views' parameters for the
+    device renderer."""
+    if on_device:
+        return {"image": torch.from_numpy(np.array(image)), "params": vars(params).copy()}
+    return {"views": transform.render(image, params)}
+
+
 def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into ``{"views": uint8 (V, B, S, S, 3), "index": (B,), "skipped": [...]}``.
 
@@ -157,12 +160,7 @@ def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
     ``permute(0, 3, 1, 2)`` each is a channels-last (B, 3, S, S) tensor, and the whole batch
     is a single pinned host-to-device copy.
     """
-    return {
-        "views": torch.stack([s["views"] for s in samples], dim=1),
-        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
-        "skipped": [name for s in samples for name in s["skipped"]],
-        **_stream_position(samples),
-    }
+    return {"views": torch.stack([s["views"] for s in samples], dim=1), **_common(samples)}
 
 
 def collate_decoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,19 +171,31 @@ def collate_decoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
     images = torch.zeros(len(samples), h, w, 3, dtype=torch.uint8)
     for i, s in enumerate(samples):
         images[i, : s["image"].shape[0], : s["image"].shape[1]] = s["image"]
+    return {"images": images, "params": _view_major(samples), **_common(samples)}
+
+
+def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Samples of :class:`ViewDataset` ``render="bytes"`` -> ``{"encoded": [bytes arrays or
+    None], "decoded": [uint8 (H, W, 3) or None], "names": [...], "params": view-major, "index",
+    "skipped"}`` for :func:`~scene_ssl.data.device_decode.decode_batch`. The bytes stay numpy
+    arrays: the loader moves tensors to the device, and the decoder wants its input on the host."""
+    return {"encoded": [s.get("encoded") for s in samples], "decoded": [s.get("image") for s in samples],
+            "names": [s["name"] for s in samples], "params": _view_major(samples), **_common(samples)}
+
+
+def _view_major(samples: list[dict[str, Any]]) -> dict[str, Tensor]:
+    """The samples' view parameters stacked view-major: row ``k * B + b`` = view k of image b."""
     params = {}
     for key in samples[0]["params"]:
         stacked = torch.stack([s["params"][key] for s in samples], dim=1)  # (V, B, ...)
-        params[key] = stacked.reshape(-1, *stacked.shape[2:]).float() if stacked.is_floating_point() else stacked.reshape(-1, *stacked.shape[2:])
-    return {
-        "images": images,
-        "params": params,
-        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
-        "skipped": [name for s in samples for name in s["skipped"]],
-        **_stream_position(samples),
-    }
+        stacked = stacked.reshape(-1, *stacked.shape[2:])
+        params[key] = stacked.float() if stacked.is_floating_point() else stacked
+    return params
 
 
-def _stream_position(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """A streamed batch (one worker's) keeps where that worker got to: its last sample's."""
-    return {"stream": samples[-1]["stream"]} if "stream" in samples[0] else {}
+def _common(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """What every batch carries: the images' indices, the unreadable files they replaced, and
+    for a streamed batch (one worker's) where that worker got to, its last sample's."""
+    return {"index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+            "skipped": [name for s in samples for name in s["skipped"]],
+            **({"stream": samples[-1]["stream"]} if "stream" in samples[0] else {})}

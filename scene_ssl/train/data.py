@@ -12,8 +12,9 @@ from accelerate.utils import send_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..data import EpochShuffleSampler, ViewDataset, collate_decoded, collate_views, is_stream, load_dataset, load_stream, worker_count
-from ..data.device_decode import collate_encoded, decode_batch
+from ..data import (EpochShuffleSampler, ViewDataset, collate_decoded, collate_encoded, collate_views, is_stream,
+                    load_dataset, load_stream, worker_count)
+from ..data.device_decode import decode_batch
 from ..data.stream import ShardedViewStream, StreamState
 from ..transforms import DeviceViewRenderer, ViewNormalizer
 from ..transforms.multiview import MultiViewTransform
@@ -81,18 +82,23 @@ def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.M
                  accelerator: Accelerator) -> TrainData:
     if cfg.decode_on == "gpu":
         raise ValueError("decode_on gpu reads files; streamed data (wds:, hf:...?streaming=1) decodes in the workers")
-    on_device = cfg.augment_on == "gpu"
+    render = "device" if cfg.augment_on == "gpu" else "cpu"
     workers = worker_count(cfg.num_workers)
     dataset = ShardedViewStream(load_stream(cfg.data, cfg.split), transform, batch_size=cfg.batch_size,
                                 num_workers=workers, rank=accelerator.process_index, world_size=accelerator.num_processes,
-                                seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, render="device" if on_device else "cpu",
-                                max_side=cfg.decode_max_side)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers,
-                        collate_fn=collate_decoded if on_device else collate_views,
-                        pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
-                        persistent_workers=workers > 0)
+                                seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, render=render, max_side=cfg.decode_max_side)
+    loader = _loader(dataset, cfg, workers, render, accelerator)
     return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), None,
                      StreamState(workers * accelerator.num_processes))
+
+
+def _loader(dataset, cfg: PretrainConfig, workers: int, render: str, accelerator: Accelerator, **sampling) -> DataLoader:
+    """The data loader of either kind of dataset: batches collated for ``render``, pinned for a
+    GPU, workers that ignore preemption signals and persist across epochs (the epoch is in
+    shared memory: no re-fork per epoch)."""
+    return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, collate_fn=_COLLATE[render],
+                      pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
+                      persistent_workers=workers > 0, **sampling)
 
 
 def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,
@@ -110,16 +116,11 @@ def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, model: 
     if len(dataset) < cfg.batch_size * accelerator.num_processes:
         raise ValueError(f"{cfg.data} has {len(dataset)} images, fewer than one global batch "
                          f"(batch_size {cfg.batch_size} x {accelerator.num_processes} processes)")
-    workers = worker_count(cfg.num_workers)
-    loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=EpochShuffleSampler(len(dataset), seed=cfg.seed), drop_last=True,
-        num_workers=workers, collate_fn=_COLLATE[render],
-        pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
-        persistent_workers=workers > 0,  # no re-fork per epoch; the epoch is in shared memory
-        # its own generator: starting an epoch (or a resumed one) draws no number from the
-        # global RNG, so a resumed run's random stream continues exactly where it was saved
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    loader = _loader(dataset, cfg, worker_count(cfg.num_workers), render, accelerator,
+                     sampler=EpochShuffleSampler(len(dataset), seed=cfg.seed), drop_last=True,
+                     # its own generator: starting an epoch (or a resumed one) draws no number from the
+                     # global RNG, so a resumed run's random stream continues exactly where it was saved
+                     generator=torch.Generator().manual_seed(cfg.seed))
     decode = (lambda batch: decode_batch(batch, accelerator.device)) if render == "bytes" else (lambda batch: batch)
     return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), label_table(data),
                      decode=decode)

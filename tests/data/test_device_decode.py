@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scene_ssl.data import ViewDataset, collate_decoded, load_dataset
-from scene_ssl.data.device_decode import collate_encoded, decode_batch
+from scene_ssl.data import ViewDataset, collate_decoded, collate_encoded, load_dataset
+from scene_ssl.data.device_decode import decode_batch
 from scene_ssl.transforms import BlockwiseTransform, DeviceViewRenderer, MoCoV2Transform, bam_view_transforms
 
 
