@@ -224,8 +224,8 @@ def main() -> None:
 
     views = {"moco": 2, "bam": 8}
     print(f"\ndata pipeline, {args.workers} worker(s), {args.size}px views, 640x480 JPEGs, median of {args.rounds} rounds")
-    print(f"| method | pipeline | images/s/worker | views/s/worker | speed-up |")
-    print(f"|---|---|---:|---:|---:|")
+    print("| method | pipeline | images/s/worker | views/s/worker | speed-up |")
+    print("|---|---|---:|---:|---:|")
     for method in ("moco", "bam"):
         base = statistics.median(results[(method, "baseline")]) / args.workers
         for impl in ("baseline", "scene_ssl"):

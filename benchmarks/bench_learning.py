@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -30,40 +29,31 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from PIL import Image, ImageDraw, ImageFont
 
+from scene_ssl.config import load_config
 from scene_ssl.data import load_dataset
 from scene_ssl.metrics import multilabel_metrics
-from scene_ssl.models import TimmBackbone
+from scene_ssl.models import TimmBackbone, get_method, method_names
 from scene_ssl.probe import extract_features, fit_linear_head, knn_scores, probe_metrics
-from scene_ssl.train import BAMConfig, MLSConfig, load_config, pretrain
+from scene_ssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import pretrain_bam  # noqa: E402
-import pretrain_mls  # noqa: E402
-
-METHODS = ("random", "mocov2", "mls", "simsiam", "bam")
-#: method -> (recipe module, config class, default YAML, overrides that make the method)
-RECIPES = {
-    "mocov2": (pretrain_mls, MLSConfig, "mls_scenes.yaml", {"mls_weight": 0.0}),
-    "mls": (pretrain_mls, MLSConfig, "mls_scenes.yaml", {}),
-    "simsiam": (pretrain_bam, BAMConfig, "bam_scenes.yaml", {"blocks": 1, "ia_weight": 0.0}),
-    "bam": (pretrain_bam, BAMConfig, "bam_scenes.yaml", {}),
-}
+METHODS = ("random", *method_names())
 #: --scale gpu: a real (small) backbone at a real (small) size, longer
 GPU_SCALE = {"backbone": "resnet18", "image_size": 96, "probe_image_size": 160, "num_workers": 8,
              "mixed_precision": "bf16", "hidden_dim": 2048, "proj_dim": 2048, "proj_hidden_dim": 2048, "pred_hidden_dim": 512}
 
 
-def method_config(method: str, seed: int, args) -> tuple:
-    module, cls, yaml_name, make = RECIPES[method]
-    values = yaml.safe_load((ROOT / "recipes" / "configs" / yaml_name).read_text())
+def method_config(method: str, seed: int, args):
+    """The registered method's quick config (``recipes/configs/<its quick YAML>``) at the benchmark's budget."""
+    spec = get_method(method)
+    values = yaml.safe_load((ROOT / "recipes" / "configs" / spec.quick_config).read_text())
     if args.scale == "gpu":
-        values.update({k: v for k, v in GPU_SCALE.items() if k in {f.name for f in dataclasses.fields(cls)}})
-    values.update(make, seed=seed, data=args.data, epochs=args.epochs, export=False, probe_data=None,
+        values.update({k: v for k, v in GPU_SCALE.items() if k in {f.name for f in dataclasses.fields(spec.config)}})
+    values.update(seed=seed, data=args.data, epochs=args.epochs, export=False, probe_data=None,
                   monitor_every=0, output_dir=str(Path(args.out) / "runs" / f"{method}_seed{seed}"), save_every=0)
     if args.max_steps:
         values["max_steps"] = args.max_steps
-    return module, load_config(cls, None, values)
+    return load_config(spec.config, None, values)
 
 
 def probe(backbone, args, probe_size: int, seed: int) -> dict[str, float]:
@@ -84,14 +74,14 @@ def run_one(method: str, seed: int, args) -> dict:
     start = time.perf_counter()
     if method == "random":
         torch.manual_seed(seed)
-        _, cfg = method_config("mls", seed, args)
+        cfg = method_config("mls", seed, args)
         row = probe(TimmBackbone(cfg.backbone), args, cfg.probe_image_size, seed)
         return {**row, "train_min": 0.0}
-    module, cfg = method_config(method, seed, args)
+    cfg = method_config(method, seed, args)
     AcceleratorState._reset_state(reset_partial_state=True)  # one Accelerator per run in this process
     GradientState._reset_state()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    run = pretrain(cfg, module.build_model, module.build_transform, accelerator=accelerator)
+    run = pretrain(cfg, accelerator=accelerator)
     train_min = (time.perf_counter() - start) / 60
     row = probe(run.model.encoder, args, cfg.probe_image_size, seed)
     for key in ("pl_precision", "pl_chance", "loss_nce", "loss_mls", "loss_sim", "loss_ia", "z_std"):

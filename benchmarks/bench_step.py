@@ -28,21 +28,16 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from scene_ssl.models import BAM, MLS, MoCoV2, SimSiam
+from scene_ssl.models import get_method, method_names
 
-METHODS = ("supervised", "mocov2", "mls", "simsiam", "bam")
+METHODS = ("supervised", *method_names())
 
 
 def build(method: str, backbone: str):
-    if method == "mocov2":
-        return MoCoV2(backbone)
-    if method == "mls":
-        return MLS(backbone)
-    if method == "simsiam":
-        return SimSiam(backbone)
-    if method == "bam":
-        return BAM(backbone)
-    return timm.create_model(backbone, num_classes=1000)
+    """The registered method with its paper defaults (its module's), or supervised training."""
+    if method == "supervised":
+        return timm.create_model(backbone, num_classes=1000)
+    return get_method(method).module(backbone)
 
 
 def make_step(method, model, opt, batch, image_size, device, autocast, channels_last):
@@ -58,7 +53,7 @@ def make_step(method, model, opt, batch, image_size, device, autocast, channels_
             opt.step()
             opt.zero_grad(set_to_none=True)
         return step, batch, batch
-    images = batch // 4 if method == "bam" else batch
+    images = batch * 2 // model.num_views  # B crops per encoder forward, as the supervised row: BAM B/4 images
     views = [torch.randn(images, 3, image_size, image_size, device=device).to(memory_format=fmt)
              for _ in range(model.num_views)]
 
@@ -104,18 +99,14 @@ def bench(method, args, device) -> dict:
 
 def end_to_end(args, methods, device) -> dict:
     """Steady-state images/s of the real loop from JPEGs, CPU vs device augmentation."""
-    import sys
     import tempfile
     from pathlib import Path
 
     from accelerate import Accelerator
 
+    from scene_ssl.config import load_config
     from scene_ssl.data import make_scenes
-    from scene_ssl.train import BAMConfig, MLSConfig, load_config, pretrain
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-    import pretrain_bam
-    import pretrain_mls
+    from scene_ssl.train import pretrain
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     data = args.data
@@ -139,16 +130,12 @@ def end_to_end(args, methods, device) -> dict:
                           augment_on=aug, decode_on=decode, output_dir=str(tmp / f"{method}_{aug}_{decode}"),
                           channels_last=args.channels_last,
                           mixed_precision="no" if args.precision == "fp32" else args.precision, compile=args.compile)
-            if method in ("mls", "mocov2"):
-                cfg = load_config(MLSConfig, None, {**common, "batch_size": args.batch_size,
-                                                    "mls_weight": 0.5 if method == "mls" else 0.0})
-                build_model, build_transform = pretrain_mls.build_model, pretrain_mls.build_transform
-            else:
-                cfg = load_config(BAMConfig, None, {**common, "batch_size": args.batch_size // 4 if method == "bam" else args.batch_size,
-                                                    **({"blocks": 1, "ia_weight": 0.0} if method == "simsiam" else {})})
-                build_model, build_transform = pretrain_bam.build_model, pretrain_bam.build_transform
+            spec = get_method(method)
+            views = load_config(spec.config, None, common).build_views().num_views
+            # B crops per encoder forward, as the supervised row: BAM's 8 views per image take B/4 images
+            cfg = load_config(spec.config, None, {**common, "batch_size": args.batch_size * 2 // views})
             accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=device.type == "cpu")
-            summary = pretrain(cfg, build_model, build_transform, accelerator=accelerator)
+            summary = pretrain(cfg, accelerator=accelerator)
             views = summary.model.num_views
             ips = summary.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
             label = {"cpu": "CPU augmentation", "gpu": "GPU augmentation"}[aug] + (" + GPU decode" if decode == "gpu" else "")

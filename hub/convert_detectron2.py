@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from scene_ssl.models import load_backbone
+from scene_ssl.loading import load_backbone
 
 __all__ = ["to_detectron2_names", "convert"]
 

@@ -27,7 +27,7 @@ from huggingface_hub import HfApi, get_token
 from scene_ssl.card import dataset_name
 from scene_ssl.export import evaluation_result, read_export, save_pretrained
 from scene_ssl.metrics import METRIC_NAMES
-from scene_ssl.models import export_folder, load_backbone
+from scene_ssl.loading import export_folder, load_backbone, trained_method
 
 UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "scene_ssl.json"]
 
@@ -47,8 +47,9 @@ def _probe_result(path: str) -> dict:
 
 
 def stage(source: str, repo_id: str, out: Path, *, tag: str | None = None, metrics_file: str | None = None) -> Path:
-    """Re-export SOURCE into ``out`` as it will appear on the Hub: the same name, results and
-    training config as its local export (plus ``metrics_file``), the card pointing at ``repo_id``."""
+    """Re-export SOURCE into ``out`` as it will appear on the Hub: the same method, name, results
+    and training config as its local export (plus ``metrics_file``), the card pointing at
+    ``repo_id``. ``tag`` changes the pretrained tag only, never the method."""
     src = Path(source)
     previous: dict = {}
     folder = export_folder(source)
@@ -63,7 +64,7 @@ def stage(source: str, repo_id: str, out: Path, *, tag: str | None = None, metri
     results = list(previous.get("results", [])) + ([_probe_result(metrics_file)] if metrics_file else [])
     tag = tag or previous.get("tag") or train_config.get("export_tag") or "scene_ssl"
     backbone = load_backbone(source)
-    return save_pretrained(backbone, out, tag=tag, method=previous.get("method"), name=previous.get("name"),
+    return save_pretrained(backbone, out, tag=tag, method=trained_method(source), name=previous.get("name"),
                            results=results, train_config=train_config, repo_id=repo_id)
 
 

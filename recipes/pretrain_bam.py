@@ -18,36 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scene_ssl.export import export_run
-from scene_ssl.models import BAM, SimSiam
-from scene_ssl.probe import KNNMonitor, probe_after_training
-from scene_ssl.train import BAMConfig, PretrainResult, parse_recipe_config, pretrain, user_errors
-from scene_ssl.transforms import BlockwiseTransform, bam_view_transforms
-
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "bam_scenes.yaml"
-
-
-def build_model(cfg: BAMConfig):
-    heads = dict(proj_dim=cfg.proj_dim, proj_hidden_dim=cfg.proj_hidden_dim, pred_hidden_dim=cfg.pred_hidden_dim,
-                 shuffle=cfg.shuffle, pretrained=cfg.pretrained)
-    if cfg.ia_weight == 0 and cfg.blocks == 1 and cfg.stop_grad is not False:
-        return SimSiam(cfg.backbone, **heads)
-    return BAM(cfg.backbone, blocks=cfg.blocks, ia_weight=cfg.ia_weight, ia_temperature=cfg.ia_temperature,
-               ia_base_temperature=cfg.ia_base_temperature, ia_form=cfg.ia_form, stop_grad=cfg.stop_grad, **heads)
-
-
-def build_transform(cfg: BAMConfig) -> BlockwiseTransform:
-    t1, t2 = bam_view_transforms(cfg.image_size, scale=(cfg.crop_scale_min, 1.0), hue_mode=cfg.hue_mode)
-    return BlockwiseTransform(t1, t2, overlap=cfg.overlap, blocks=cfg.blocks)
+from scene_ssl.recipe import run_pretraining
+from scene_ssl.train import PretrainResult
 
 
 def main(argv: list[str] | None = None) -> PretrainResult:
-    with user_errors(BAMConfig):  # a bad flag, spec or file: one line and exit status 2
-        cfg = parse_recipe_config(BAMConfig, argv, DEFAULT_CONFIG, description=__doc__)
-        run = pretrain(cfg, build_model, build_transform, monitor=KNNMonitor.from_config(cfg))
-    results = probe_after_training(cfg, run)  # the linear probe vs a random-init backbone (--probe-data)
-    export_run(run, cfg, results)  # the timm-loadable export, its card carrying those results
-    return run
+    return run_pretraining("bam", argv, Path(__file__).parent / "configs", description=__doc__)
 
 
 if __name__ == "__main__":

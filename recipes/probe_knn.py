@@ -8,7 +8,7 @@ training images. Multi-label data: mAP, CP, CR, CF1, OP, OR, OF1 of the weighted
 """
 from __future__ import annotations
 
-from scene_ssl.cli import parse_config, user_errors
+from scene_ssl.config import parse_config, user_errors
 from scene_ssl.probe import KNNProbeConfig, run_knn_probe
 
 

@@ -17,7 +17,7 @@ data) into OUTPUT_DIR/metrics.json.
 """
 from __future__ import annotations
 
-from scene_ssl.cli import parse_config, user_errors
+from scene_ssl.config import parse_config, user_errors
 from scene_ssl.probe import LinearProbeConfig, run_linear_probe
 
 

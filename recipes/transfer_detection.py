@@ -25,12 +25,12 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from scene_ssl.cli import parse_recipe_config, user_errors
+from scene_ssl.config import parse_recipe_config, user_errors
 from scene_ssl.detection import load_detection_set
 from scene_ssl.detection.config import DetectionConfig
 from scene_ssl.detection.report import write_report
 from scene_ssl.detection.train import finetune_detector, make_detection_accelerator
-from scene_ssl.models import load_backbone
+from scene_ssl.loading import load_backbone
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "detection_scenes.yaml"
 

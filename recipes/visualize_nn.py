@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from scene_ssl.data import decode_image, load_dataset
-from scene_ssl.models import load_backbone
-from scene_ssl.cli import option, parse_config, user_errors
+from scene_ssl.loading import load_backbone
+from scene_ssl.config import option, parse_config, user_errors
 from scene_ssl.transforms import ViewNormalizer, ViewPipeline, render_views_pil
 
 

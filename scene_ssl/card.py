@@ -1,65 +1,37 @@
 """The model card of an export, rendered from its ``config.json`` and ``scene_ssl.json``.
 
 The template is the top-level ``MODEL_CARD.md``; evaluation results become
-huggingface_hub ``EvalResult`` entries, so the Hub shows them as a ``model-index``.
+huggingface_hub ``EvalResult`` entries, so the Hub shows them as a ``model-index``. The
+method, its name and citation come from ``scene_ssl.json`` (written at export from the
+method registry), never from the export's tag or name.
 """
 from __future__ import annotations
 
 import json
+from importlib.metadata import PackageNotFoundError, metadata
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-__all__ = ["write_card", "dataset_name", "CITATIONS", "METHOD_NAMES", "method_key"]
-
-CITATIONS = {
-    "mls": """```bibtex
-@inproceedings{zhu2023mls,
-  title     = {Multi-Label Self-Supervised Learning with Scene Images},
-  author    = {Zhu, Ke and Fu, Minghao and Wu, Jianxin},
-  booktitle = {ICCV},
-  year      = {2023}
-}
-```""",
-    "bam": """```bibtex
-@article{chen2025bam,
-  title   = {Self-Supervised Contrastive Learning for Multi-Label Images},
-  author  = {Chen, Jiale},
-  journal = {arXiv:2506.23156},
-  year    = {2025}
-}
-```""",
-    "mocov2": """```bibtex
-@article{chen2020mocov2,
-  title   = {Improved Baselines with Momentum Contrastive Learning},
-  author  = {Chen, Xinlei and Fan, Haoqi and Girshick, Ross and He, Kaiming},
-  journal = {arXiv:2003.04297},
-  year    = {2020}
-}
-```""",
-    "simsiam": """```bibtex
-@inproceedings{chen2021simsiam,
-  title     = {Exploring Simple Siamese Representation Learning},
-  author    = {Chen, Xinlei and He, Kaiming},
-  booktitle = {CVPR},
-  year      = {2021}
-}
-```""",
-}
-METHOD_NAMES = {"mls": "MLS", "bam": "BAM + IA-CLoss", "mocov2": "MoCo v2", "simsiam": "SimSiam"}
-
-
-def method_key(tag: str) -> str:
-    """The method a tag names by its first word (``mls_coco`` -> ``mls``); ``mls`` if none."""
-    head = tag.replace("-", "_").split("_", 1)[0].lower()
-    return head if head in CITATIONS else "mls"
+__all__ = ["write_card", "dataset_name", "project_url"]
 
 
 def _template() -> str:
-    for path in (Path(__file__).resolve().parents[1] / "MODEL_CARD.md", Path(__file__).with_name("MODEL_CARD.md")):
-        if path.is_file():
-            return path.read_text()
-    raise FileNotFoundError("MODEL_CARD.md template not found next to the scene_ssl package")
+    path = Path(__file__).with_name("MODEL_CARD.md")  # the top-level MODEL_CARD.md (a link in a checkout)
+    if not path.is_file():
+        raise FileNotFoundError(f"the MODEL_CARD.md template is missing beside the scene_ssl package ({path})")
+    return path.read_text()
+
+
+def project_url() -> str | None:
+    """The project's home page from the installed package's metadata, or None when it sets none
+    (a card never links to a repository that is not there)."""
+    try:
+        meta = metadata("scene-ssl")
+    except PackageNotFoundError:
+        return None
+    urls = [u.split(",", 1)[1].strip() for u in meta.get_all("Project-URL") or [] if "," in u]
+    return meta.get("Home-page") or (urls[0] if urls else None)
 
 
 def dataset_name(spec: str | None) -> str:
@@ -90,7 +62,7 @@ def write_card(folder: str | Path) -> Path:
     config = json.loads((folder / "config.json").read_text())
     meta = json.loads((folder / "scene_ssl.json").read_text())
     pc = config["pretrained_cfg"]
-    method = method_key(meta["tag"])
+    method = meta.get("method")  # the registry name of the method that trained, written at export
     train_config = meta.get("train_config", {})
     dataset = dataset_name(train_config.get("data"))
     results = meta.get("results", [])
@@ -104,18 +76,19 @@ def write_card(folder: str | Path) -> Path:
     ]
     card_data = ModelCardData(
         library_name="timm", license=pc.get("license", "apache-2.0"), model_name=meta["name"],
-        tags=["image-feature-extraction", "timm", "self-supervised", "scene_ssl", method],
+        tags=["image-feature-extraction", "timm", "self-supervised", "scene_ssl", *([method] if method else [])],
         datasets=[dataset] if dataset not in ("scenes", "folder", "unknown") else None,
         eval_results=eval_results or None, pipeline_tag="image-feature-extraction",
     )
     repo_id = meta.get("repo_id")
     card = ModelCard.from_template(
         card_data, template_str=_template(), model_name=meta["name"], description=pc.get("description", ""),
-        architecture=config.get("architecture", ""), method=METHOD_NAMES[method], dataset=dataset,
+        architecture=config.get("architecture", ""), method=meta.get("method_name") or "a self-supervised method",
+        dataset=dataset, project_url=project_url(),
         load_name=f"hf-hub:{repo_id}" if repo_id else f"local-dir:{folder.resolve()}",
         num_features=config.get("num_features", ""), input_size=pc.get("input_size"), mean=pc.get("mean"),
         std=pc.get("std"), results_table=_results_table(results),
-        train_rows=[(k, v) for k, v in train_config.items() if v is not None], citation=CITATIONS[method],
+        train_rows=[(k, v) for k, v in train_config.items() if v is not None], citation=meta.get("citation"),
     )
     card.save(str(folder / "README.md"))
     return folder / "README.md"

@@ -24,16 +24,26 @@ import torch
 from timm.models import save_for_hf
 from torch import nn
 
-from .card import METHOD_NAMES, dataset_name, method_key, write_card
+from .card import dataset_name, write_card
+from .models import get_method, method_names
 
-__all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result", "METHOD_KEYS"]
-
-#: method module class -> the key of its card, citation and default tag
-METHOD_KEYS = {"MLS": "mls", "MoCoV2": "mocov2", "BAM": "bam", "SimSiam": "simsiam"}
+__all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result",
+           "method_record"]
 
 #: keys of timm's pretrained_cfg that describe the architecture and its input, not a source checkpoint
 _KEEP = ("architecture", "input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "pool_size",
          "first_conv", "classifier", "fixed_input_size", "min_input_size")
+
+
+def method_record(method: str | None) -> dict[str, Any]:
+    """What an export records of the method that trained it (``scene_ssl.json``): its registry
+    name, display name and citation, so that its card never depends on a guess. A name that
+    is not registered is kept as it is, without a citation."""
+    if method is None:
+        return {"method": None, "method_name": None, "citation": None}
+    spec = get_method(method) if method in method_names() else None
+    return {"method": method, "method_name": spec.display_name if spec else method,
+            "citation": spec.citation if spec else None}
 
 
 def export_name(architecture: str, method: str, data: str | None) -> str:
@@ -85,8 +95,9 @@ def save_pretrained(
 
     Args:
         tag: pretrained tag, e.g. ``"mls_coco"``.
-        method: ``mls`` | ``mocov2`` | ``bam`` | ``simsiam``: the card's method and citation
-            (default: the tag's first word).
+        method: the registry name of the method that trained the weights (``mls``, ``bam`` ...,
+            see :func:`scene_ssl.models.method_names`): the card's method and citation. None:
+            the card names no method (the tag is never read for it).
         name: the model's name in its card (default: :func:`export_name` of architecture, method, data).
         results: :func:`evaluation_result` entries (probes, detection), shown in the card.
         train_config: the resolved training config, embedded in the card and in ``scene_ssl.json``.
@@ -104,11 +115,12 @@ def save_pretrained(
     out = Path(out_dir)
     train_config = dict(train_config or {})
     size = int(input_size or train_config.get("image_size") or model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
-    method = method if method in METHOD_NAMES else method_key(tag)
+    record = method_record(method)
     architecture = model.pretrained_cfg.get("architecture", type(model).__name__)
     dataset = dataset_name(train_config.get("data"))
     description = description or (
-        f"{architecture} pretrained with {METHOD_NAMES[method]} (self-supervised, no labels) on {dataset} by scene_ssl.")
+        f"{architecture} pretrained with {record['method_name'] or 'a self-supervised method'} (no labels) on "
+        f"{dataset} by scene_ssl.")
     data_cfg = timm.data.resolve_model_data_config(model)
     ours = {k: copy.deepcopy(v) for k, v in model.pretrained_cfg.items() if k in _KEEP}
     ours.update(tag=tag, license=license, description=description, num_classes=model.num_classes,
@@ -121,7 +133,7 @@ def save_pretrained(
     model.pretrained_cfg = ours
     save_for_hf(model, str(out), safe_serialization=True,
                 data_config={"input_size": (3, size, size), "mean": ours["mean"], "std": ours["std"], "crop_pct": 1.0})
-    meta = {"name": name or export_name(architecture, method, train_config.get("data")), "tag": tag, "method": method,
+    meta = {"name": name or export_name(architecture, method or "ssl", train_config.get("data")), "tag": tag, **record,
             "repo_id": repo_id, "results": list(results or []), "train_config": train_config}
     (out / "scene_ssl.json").write_text(json.dumps(meta, indent=1, default=str))
     write_card(out)
@@ -158,7 +170,7 @@ def export_run(run, cfg, results: list[dict[str, Any]] | None = None) -> Path | 
     """
     if not cfg.export or not run.finished or os.environ.get("RANK", "0") != "0":
         return None
-    method = METHOD_KEYS.get(type(run.model).__name__, "mls")
+    method = run.method  # what trained, from the registry (MLS's λ = 0 is mocov2)
     backbone = run.model.encoder.model
     architecture = backbone.pretrained_cfg.get("architecture", cfg.backbone)
     name = cfg.export_tag or export_name(architecture, method, cfg.data)

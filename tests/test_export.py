@@ -20,7 +20,7 @@ PROBE = evaluation_result("image-classification", "multi-label linear probe (avg
 def exported(tmp_path):
     torch.manual_seed(0)
     backbone = TimmBackbone("test_resnet")
-    out = save_pretrained(backbone, tmp_path / "export", tag="mls_coco", results=[PROBE],
+    out = save_pretrained(backbone, tmp_path / "export", tag="mls_coco", method="mls", results=[PROBE],
                           train_config={"data": "coco:/data/coco", "backbone": "test_resnet", "image_size": 160, "topk": 20})
     return backbone, out
 
@@ -71,7 +71,7 @@ def test_export_has_a_real_name_and_a_true_pool_size(exported):
     model = timm.create_model("test_resnet", num_classes=0)
     with torch.no_grad():  # the feature map a 160 px input really gives
         assert tuple(pc["pool_size"]) == tuple(model.forward_features(torch.zeros(1, 3, 160, 160)).shape[-2:]) == (5, 5)
-    small = save_pretrained(model, out.parent / "small", tag="mls_scenes", train_config={"image_size": 40})
+    small = save_pretrained(model, out.parent / "small", tag="mls_scenes", method="mls", train_config={"image_size": 40})
     assert tuple(json.loads((small / "config.json").read_text())["pretrained_cfg"]["pool_size"]) == (2, 2)
 
 
@@ -104,7 +104,7 @@ def test_hf_hub_loading_offline_from_a_prefilled_cache(exported, tmp_path, monke
 def test_channels_last_and_mutation_safety(tmp_path):
     backbone = TimmBackbone("test_resnet").to(memory_format=torch.channels_last)
     before = dict(backbone.model.pretrained_cfg)
-    save_pretrained(backbone, tmp_path / "e", tag="bam_scenes")
+    save_pretrained(backbone, tmp_path / "e", tag="bam_scenes", method="bam")
     assert backbone.model.pretrained_cfg == before  # the caller's model is untouched
     assert "BAM" in ModelCard.load(tmp_path / "e" / "README.md").text
 

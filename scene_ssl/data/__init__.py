@@ -1,6 +1,7 @@
 """Data sources (COCO via pycocotools, HF datasets, image folders, the embedded scenes) and loaders."""
 from .decode import DecodeError, decode_image
 from .load import check_spec, default_scenes_dir, is_stream, load_dataset, load_stream
+from .sources import SOURCES, DataSource, parse_spec, spec_usage
 from .sampler import EpochShuffleSampler, seeded_generator
 from .scenes import SCENE_CLASSES, make_scenes
 from .schema import class_names, num_classes
@@ -11,6 +12,10 @@ __all__ = [
     "load_dataset",
     "check_spec",
     "load_stream",
+    "SOURCES",
+    "DataSource",
+    "parse_spec",
+    "spec_usage",
     "is_stream",
     "make_scenes",
     "default_scenes_dir",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import datasets
 
-from .schema import cache_root, dataset_from_columns, features_for, fingerprint_of, multi_hot
+from .schema import GroundTruth, cache_root, dataset_from_columns, features_for, fingerprint_of, multi_hot
 
-__all__ = ["load_coco", "COCO_SPLITS"]
+__all__ = ["load_coco", "coco_ground_truth", "COCO_SPLITS"]
 
 COCO_SPLITS = ("train", "val")
 _SCHEMA_VERSION = "coco-v1"
@@ -28,6 +29,18 @@ def _paths(root: Path, split: str) -> tuple[Path, Path]:
     if not images.is_dir():
         raise FileNotFoundError(f"COCO image folder not found: {images}")
     return ann, images
+
+
+def coco_ground_truth(root: str | os.PathLike, split: str) -> GroundTruth:
+    """The instances of ``split`` (``annotations/instances_{split}2017.json``) and where each image is."""
+    root = Path(root).expanduser()
+    ann = root / "annotations" / f"instances_{split}2017.json"
+    if not ann.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: {ann}")
+    dataset = json.loads(ann.read_text())
+    folder = root / f"{split}2017"
+    sources = {int(info["id"]): str(folder / info["file_name"]) for info in dataset.get("images", [])}
+    return GroundTruth(dataset, sources, f"coco:{root}")
 
 
 def load_coco(root: str | os.PathLike, split: str, *, drop_unlabeled: bool = False) -> datasets.Dataset:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import datasets
 
-from .schema import dataset_from_columns, features_for, fingerprint_of, multi_hot
+from .decode import decode_image
+from .schema import GroundTruth, dataset_from_columns, features_for, fingerprint_of, multi_hot
 
-__all__ = ["load_hf"]
+__all__ = ["load_hf", "hub_ground_truth", "BBOX_FORMATS"]
+
+#: how an ``objects.bbox`` column writes a box: corners (detection-datasets) or corner + size (COCO)
+BBOX_FORMATS = ("xyxy", "xywh")
 
 
 def _category_feature(features: datasets.Features):
@@ -69,3 +73,33 @@ def load_hf(repo: str, split: str, *, drop_unlabeled: bool = False) -> datasets.
     if drop_unlabeled:
         out = out.filter(lambda labels: len(labels) > 0, input_columns=["labels"])
     return out
+
+
+def hub_ground_truth(repo: str, split: str, bbox_format: str = "xyxy") -> GroundTruth:
+    """The boxes of an HF dataset with an ``objects`` column (``bbox`` in ``bbox_format`` and a
+    ClassLabel ``category``: the detection-datasets schema) as COCO-format ground truth."""
+    if bbox_format not in BBOX_FORMATS:
+        raise ValueError(f"bbox_format must be one of {BBOX_FORMATS}, got {bbox_format!r}")
+    ds = datasets.load_dataset(repo, split=split)
+    if "objects" not in ds.column_names or "image" not in ds.column_names:
+        raise ValueError(f"hf:{repo} has no 'objects' / 'image' columns (columns: {ds.column_names}): no boxes to detect")
+    names = list(getattr(_category_feature(ds.features), "names", None) or [])
+    if not names:
+        raise ValueError(f"hf:{repo}: objects.category is not a ClassLabel, so the class names are unknown")
+    ds = ds.cast_column("image", datasets.Image(decode=False))
+    images, annotations, sources = [], [], {}
+    for row_index, row in enumerate(ds):
+        image_id = int(row.get("image_id", row_index))
+        width, height = row.get("width"), row.get("height")
+        if width is None or height is None:
+            width, height = decode_image(row["image"]).size
+        images.append({"id": image_id, "width": int(width), "height": int(height)})
+        sources[image_id] = row["image"]
+        objects = row["objects"]
+        for bbox, cat in zip(objects["bbox"], objects["category"]):
+            x0, y0, a, b = (float(v) for v in bbox)
+            w, h = (a - x0, b - y0) if bbox_format == "xyxy" else (a, b)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cat) + 1,
+                                "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0})
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
+    return GroundTruth({"images": images, "annotations": annotations, "categories": categories}, sources, f"hf:{repo}")

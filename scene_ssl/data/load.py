@@ -1,41 +1,19 @@
-"""One entry point for every data source: ``load_dataset(spec, split)``."""
+"""One entry point for every data source: ``load_dataset(spec, split)`` (and ``load_stream``),
+dispatched through the table in :mod:`.sources`."""
 from __future__ import annotations
-
-from pathlib import Path
-from urllib.parse import parse_qs
 
 import datasets
 
-from .coco import load_coco
-from .folder import load_folder
-from .hub import load_hf
-from .scenes import GENERATOR_VERSION, make_scenes
-from .schema import cache_root
+from .sources import default_scenes_dir, parse_spec, spec_usage
+from .stream import StreamSource
 
-__all__ = ["load_dataset", "load_stream", "is_stream", "check_spec", "SPEC_KINDS", "default_scenes_dir"]
-
-SPEC_KINDS = ("scenes", "coco:<path>", "hf:<repo id or folder>[?streaming=1]", "folder:<path>", "wds:<shards>")
-
-
-def _hub_arg(arg: str) -> tuple[str, bool]:
-    """``org/name?streaming=1`` -> (``org/name``, True)."""
-    repo, _, query = arg.partition("?")
-    options = parse_qs(query)
-    unknown = set(options) - {"streaming"}
-    if unknown:
-        raise ValueError(f"unknown hf: option(s) {sorted(unknown)}; the one option is ?streaming=1")
-    return repo, options.get("streaming", ["0"])[-1].lower() in ("1", "true", "yes")
+__all__ = ["load_dataset", "load_stream", "is_stream", "check_spec", "default_scenes_dir"]
 
 
 def is_stream(spec: str) -> bool:
     """Whether a spec is read as a stream of shards (``wds:``, ``hf:...?streaming=1``)."""
-    kind, _, arg = spec.partition(":")
-    return kind == "wds" or (kind == "hf" and _hub_arg(arg)[1])
-
-
-def default_scenes_dir() -> str:
-    """Where the embedded scene set is generated (once) and cached."""
-    return str(cache_root() / f"scenes-v{GENERATOR_VERSION}")
+    source, arg = parse_spec(spec)
+    return source.streamed(arg)
 
 
 def check_spec(spec: str) -> str:
@@ -50,39 +28,16 @@ def check_spec(spec: str) -> str:
         ...
         FileNotFoundError: COCO folder not found: /nope (data spec 'coco:/nope')
     """
-    if not isinstance(spec, str):
-        raise ValueError(f"dataset spec must be a string, got {type(spec).__name__}")
-    kind, _, arg = spec.partition(":")
-    if kind == "scenes" and not arg:
-        return spec
-    if kind not in ("coco", "hf", "folder", "wds"):
-        raise ValueError(f"unknown dataset spec {spec!r}; expected one of: {', '.join(SPEC_KINDS)}")
-    if not arg:
-        raise ValueError(f"dataset spec {spec!r} needs a path or repo after '{kind}:'")
-    if kind == "wds":
-        if "://" not in arg and "{" not in arg and not Path(arg).expanduser().exists():
-            raise FileNotFoundError(f"shards not found: {arg} (data spec {spec!r})")
-        return spec
-    location = _hub_arg(arg)[0] if kind == "hf" else arg
-    path = Path(location).expanduser()
-    looks_local = kind != "hf" or location.startswith((".", "/", "~"))  # hf: may name a Hub repo
-    if looks_local and not path.is_dir():
-        label = {"coco": "COCO folder", "folder": "image folder", "hf": "dataset folder"}[kind]
-        raise FileNotFoundError(f"{label} not found: {path} (data spec {spec!r})")
+    parse_spec(spec)
     return spec
 
 
-def load_stream(spec: str, split: str = "train"):
+def load_stream(spec: str, split: str = "train") -> StreamSource:
     """The shards of a streamed spec as a :class:`~scene_ssl.data.stream.StreamSource`."""
-    from .stream import hub_stream_source, tar_source
-
-    check_spec(spec)
-    kind, _, arg = spec.partition(":")
-    if kind == "wds":
-        return tar_source(arg)
-    if kind == "hf" and _hub_arg(arg)[1]:
-        return hub_stream_source(_hub_arg(arg)[0], split)
-    raise ValueError(f"{spec} is not streamed: use load_dataset (wds: and hf:...?streaming=1 are)")
+    source, arg = parse_spec(spec)
+    if source.stream is None or not source.streamed(arg):
+        raise ValueError(f"{spec} is not streamed: use load_dataset (streamed kinds: {spec_usage(can='stream')})")
+    return source.stream(arg, split)
 
 
 def load_dataset(spec: str, split: str = "train", *, drop_unlabeled: bool = False) -> datasets.Dataset:
@@ -91,7 +46,8 @@ def load_dataset(spec: str, split: str = "train", *, drop_unlabeled: bool = Fals
     Args:
         spec: ``scenes`` (the embedded synthetic scene set, generated on first use),
             ``coco:/path/to/coco``, ``hf:<repo id>`` (e.g. ``hf:detection-datasets/coco``),
-            or ``folder:/path`` (any images; class subfolders give single labels).
+            or ``folder:/path`` (any images; class subfolders give single labels); see
+            :data:`scene_ssl.data.sources.SOURCES` for every kind.
         split: ``train`` / ``val`` (COCO-format sources); any split the Hub dataset has.
         drop_unlabeled: drop images without any label (for probes; SSL keeps them).
 
@@ -101,15 +57,8 @@ def load_dataset(spec: str, split: str = "train", *, drop_unlabeled: bool = Fals
         ...
         ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>[?streaming=1], folder:<path>, wds:<shards>
     """
-    check_spec(spec)
-    if is_stream(spec):
+    source, arg = parse_spec(spec)
+    if source.streamed(arg) or source.load is None:
         raise ValueError(f"{spec} is streamed, for pretraining; probes and evaluation need a map-style spec "
-                         "(scenes, coco:, hf: without ?streaming=1, folder:)")
-    kind, _, arg = spec.partition(":")
-    if kind == "scenes":
-        return load_coco(make_scenes(default_scenes_dir()), split, drop_unlabeled=drop_unlabeled)
-    if kind == "coco":
-        return load_coco(arg, split, drop_unlabeled=drop_unlabeled)
-    if kind == "hf":
-        return load_hf(arg, split, drop_unlabeled=drop_unlabeled)
-    return load_folder(arg, split, drop_unlabeled=drop_unlabeled)
+                         f"({spec_usage(can='load')} without ?streaming=1)")
+    return source.load(arg, split, drop_unlabeled)

@@ -1,14 +1,28 @@
 """The columns every labeled source yields, and small helpers around them."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import datasets
 from datasets.table import InMemoryTable
 
-__all__ = ["features_for", "class_names", "num_classes", "cache_root", "dataset_from_columns", "fingerprint_of"]
+__all__ = ["features_for", "class_names", "num_classes", "cache_root", "dataset_from_columns", "fingerprint_of",
+           "GroundTruth"]
+
+
+@dataclasses.dataclass
+class GroundTruth:
+    """What every source with boxes yields for detection: COCO-format ``{"images",
+    "annotations", "categories"}`` (boxes xywh in pixels, masks where there are any) and how
+    to read each image (image id -> path, or HF ``{"path", "bytes"}``). ``spec`` names the data."""
+
+    dataset: dict[str, Any]
+    sources: dict[int, Any]
+    spec: str
 
 
 def features_for(names: list[str]) -> datasets.Features:

@@ -31,7 +31,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..transforms.multiview import MultiViewTransform
 from .decode import DecodeError
 from .sampler import seeded_generator
-from .shards import count_shard, iterate_shard, read_index, shard_urls
+from .shard_reader import count_shard, iterate_shard, read_index, shard_urls
 from .views import MAX_CONSECUTIVE_FAILURES, decode_for_views, worker_item
 
 __all__ = ["StreamSource", "tar_source", "hub_stream_source", "ShardedViewStream", "StreamState"]
@@ -222,7 +222,7 @@ class ShardedViewStream(IterableDataset):
             raise DecodeError("<no image in the sample>", ValueError("missing image"))
         image, params = decode_for_views(item, self.transform, seeded_generator(self.seed, epoch, index),
                                          self.max_side if self.render == "device" else None)
-        return worker_item(image, params, self.transform, self.render == "device")
+        return worker_item(image, params, self.transform, self.render)
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()

@@ -91,7 +91,7 @@ class ViewDataset(Dataset):
                     "params": vars(params).copy(), "name": describe_source(item)}
         image, params = decode_for_views(item, self.transform, generator, self.max_side if self.render == "device" else None,
                                          self.reduce_decode)
-        return worker_item(image, params, self.transform, self.render == "device")
+        return worker_item(image, params, self.transform, self.render)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         skipped: list[str] = []
@@ -144,11 +144,11 @@ def decode_for_views(item: Any, transform: MultiViewTransform, generator, max_si
     return image, params
 
 
-def worker_item(image, params, transform: MultiViewTransform, on_device: bool) -> dict[str, Any]:
+def worker_item(image, params, transform: MultiViewTransform, render: str) -> dict[str, Any]:
     """What a worker hands over for one decoded image: its rendered views ``{"views": uint8
-    (V, S, S, 3)}``, or with ``on_device`` the image and the views' parameters for the
-    device renderer."""
-    if on_device:
+    (V, S, S, 3)}`` (``render="cpu"``), or with ``render="device"`` the image and the views'
+    parameters for the device renderer."""
+    if render == "device":
         return {"image": torch.from_numpy(np.array(image)), "params": vars(params).copy()}
     return {"views": transform.render(image, params)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from ..cli import option
+from ..config import option
 from .data import BBOX_FORMATS
 from .model import NORMS, TASKS
 

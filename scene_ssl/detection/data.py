@@ -7,27 +7,22 @@ training and COCOeval see the same annotations: ``coco:`` folders and the embedd
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
-import json
-from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..data import check_spec, decode_image, default_scenes_dir, make_scenes
+from ..data import decode_image
+from ..data.hub import BBOX_FORMATS
 from ..data.sampler import seeded_generator
+from ..data.sources import parse_spec, spec_usage
 from .evaluate import coco_from_dict
 
 __all__ = ["DetectionSet", "load_detection_set", "DetectionDataset", "collate_detection", "BBOX_FORMATS"]
-
-BBOX_FORMATS = ("xyxy", "xywh")
 
 
 @dataclasses.dataclass
@@ -50,46 +45,6 @@ class DetectionSet:
         return [a for a in anns if include_crowd or not a.get("iscrowd", 0)]
 
 
-def _from_coco_folder(root: Path, split: str) -> DetectionSet:
-    ann = root / "annotations" / f"instances_{split}2017.json"
-    if not ann.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {ann}")
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco = COCO(str(ann))
-    folder = root / f"{split}2017"
-    sources = {i: str(folder / info["file_name"]) for i, info in coco.imgs.items()}
-    return _finish(coco, sources, f"coco:{root}")
-
-
-def _from_hub(repo: str, split: str, bbox_format: str) -> DetectionSet:
-    ds = datasets.load_dataset(repo, split=split)
-    if "objects" not in ds.column_names or "image" not in ds.column_names:
-        raise ValueError(f"hf:{repo} has no 'objects' / 'image' columns (columns: {ds.column_names}): no boxes to detect")
-    category = ds.features["objects"].feature["category"] if hasattr(ds.features["objects"], "feature") else ds.features["objects"]["category"]
-    category = getattr(category, "feature", category)
-    names = list(getattr(category, "names", None) or [])
-    if not names:
-        raise ValueError(f"hf:{repo}: objects.category is not a ClassLabel, so the class names are unknown")
-    ds = ds.cast_column("image", datasets.Image(decode=False))
-    images, annotations, sources = [], [], {}
-    for row_index, row in enumerate(ds):
-        image_id = int(row.get("image_id", row_index))
-        width, height = row.get("width"), row.get("height")
-        if width is None or height is None:
-            width, height = decode_image(row["image"]).size
-        images.append({"id": image_id, "width": int(width), "height": int(height)})
-        sources[image_id] = row["image"]
-        objects = row["objects"]
-        for bbox, cat in zip(objects["bbox"], objects["category"]):
-            x0, y0, a, b = (float(v) for v in bbox)
-            w, h = (a - x0, b - y0) if bbox_format == "xyxy" else (a, b)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cat) + 1,
-                                "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0})
-    categories = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
-    coco = coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
-    return _finish(coco, sources, f"hf:{repo}")
-
-
 def _finish(coco: COCO, sources: dict[int, Any], spec: str) -> DetectionSet:
     if not coco.anns:
         raise ValueError(f"{spec} has no boxes: detection needs annotated objects")
@@ -99,27 +54,22 @@ def _finish(coco: COCO, sources: dict[int, Any], spec: str) -> DetectionSet:
 
 
 def load_detection_set(spec: str, split: str, *, bbox_format: str = "xyxy") -> DetectionSet:
-    """Ground truth and images of ``split`` of a data spec: ``scenes``, ``coco:/path`` or
-    ``hf:<repo or folder>`` (``objects.bbox`` in ``bbox_format``: xyxy for detection-datasets,
-    xywh for COCO-style boxes). ``folder:`` sets have no boxes and are refused.
+    """Ground truth and images of ``split`` of any data spec whose source has boxes (see
+    :data:`scene_ssl.data.sources.SOURCES`: ``scenes``, ``coco:/path``, ``hf:<repo or folder>``
+    with ``objects.bbox`` in ``bbox_format``: xyxy for detection-datasets, xywh for COCO-style
+    boxes). Sources without boxes (``folder:``) are refused.
 
     Example:
         >>> load_detection_set("folder:/tmp", "train")
         Traceback (most recent call last):
         ...
-        ValueError: folder:/tmp has no boxes: detection needs scenes, coco:/path or hf:<repo> data
+        ValueError: folder:/tmp has no boxes: detection needs scenes, coco:<path>, hf:<repo id or folder>[?streaming=1]...
     """
-    check_spec(spec)
-    if bbox_format not in BBOX_FORMATS:
-        raise ValueError(f"bbox_format must be one of {BBOX_FORMATS}, got {bbox_format!r}")
-    kind, _, arg = spec.partition(":")
-    if kind == "scenes":
-        return _from_coco_folder(make_scenes(default_scenes_dir()), split)
-    if kind == "coco":
-        return _from_coco_folder(Path(arg).expanduser(), split)
-    if kind == "hf":
-        return _from_hub(arg, split, bbox_format)
-    raise ValueError(f"{spec} has no boxes: detection needs scenes, coco:/path or hf:<repo> data")
+    source, arg = parse_spec(spec)
+    if source.detection is None:
+        raise ValueError(f"{spec} has no boxes: detection needs {spec_usage(can='detection')}")
+    truth = source.detection(arg, split, bbox_format=bbox_format)
+    return _finish(coco_from_dict(truth.dataset), truth.sources, truth.spec)
 
 
 class DetectionDataset(Dataset):

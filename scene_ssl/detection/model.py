@@ -12,7 +12,6 @@ import tempfile
 from collections import OrderedDict
 
 import timm
-import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
@@ -22,7 +21,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from ..models import load_backbone
+from ..loading import load_backbone
 
 __all__ = ["NORMS", "TASKS", "TimmFPN", "load_trunk", "build_detector"]
 
@@ -34,7 +33,7 @@ TASKS = ("bbox", "segm")
 
 def load_trunk(source: str) -> tuple[nn.Module, dict, str]:
     """``(trunk, data_config, architecture)``: a timm ``features_only`` model holding exactly the
-    weights of ``source`` (anything :func:`scene_ssl.models.load_backbone` takes), loaded
+    weights of ``source`` (anything :func:`scene_ssl.loading.load_backbone` takes), loaded
     through timm's own pretrained-file path so that every architecture's renaming is timm's."""
     backbone = load_backbone(source)
     arch = backbone.model.pretrained_cfg.get("architecture") or backbone.name

@@ -7,7 +7,7 @@ from typing import Callable
 
 from ..card import dataset_name
 from ..export import add_results, evaluation_result
-from ..models import export_folder
+from ..loading import export_folder
 from .config import DetectionConfig
 from .evaluate import AP_NAMES
 

@@ -41,8 +41,9 @@ def stack_pairs(views: list[Tensor], blocks: int) -> tuple[Tensor, Tensor]:
     return torch.cat(views[:blocks], dim=0), torch.cat(views[blocks:], dim=0)
 
 
-def batch_extras(batch: Any) -> tuple[Tensor | None, bool]:
-    """``(batch["index"], batch["diagnostics"])`` of a dict batch, ``(None, False)`` otherwise."""
+def batch_extras(batch: Any) -> tuple[Tensor | None, bool, Tensor | None]:
+    """``(batch["index"], batch["diagnostics"], batch["label_table"])`` of a dict batch (see
+    :mod:`scene_ssl.models.method`), ``(None, False, None)`` otherwise."""
     if not isinstance(batch, dict):
-        return None, False
-    return batch.get("index"), bool(batch.get("diagnostics", False))
+        return None, False, None
+    return batch.get("index"), bool(batch.get("diagnostics", False)), batch.get("label_table")

@@ -1,31 +1,31 @@
 """BAM + IA-CLoss on SimSiam: block-wise views and an image-aware contrastive loss."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..heads import SimSiamPredictionHead, SimSiamProjectionHead
-from ..losses import ImageAwareContrastiveLoss, NegativeCosineLoss
+from ..config import option
+from ..losses import ImageAwareContrastiveLoss
 from ..losses._validate import positive_float, positive_int
-from ._views import get_views, stack_pairs
-from .backbone import TimmBackbone
-from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size, shared_permutation
+from ..transforms.multiview import BlockwiseTransform, bam_view_transforms
+from ._views import stack_pairs
+from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size
+from .registry import MethodSpec, register_method
+from .simsiam import SimSiam, SimSiamConfig
 
-__all__ = ["BAM"]
+__all__ = ["BAM", "BAMConfig"]
 
 
-class BAM(nn.Module):
+class BAM(SimSiam):
     """Block-wise Augmentation Module + Image-Aware Contrastive loss (Chen, HHU-JialeChen/SSL).
 
     A SimSiam (encoder -> 3-layer projector -> predictor) fed ``2·blocks`` views per image:
     ``batch["views"] = [t1(B1..Bn), t2(B1..Bn)]`` (see
-    :class:`scene_ssl.transforms.BlockwiseTransform`), i.e. ``n·B`` pairs. The pairs of the
-    global batch are shuffled with one permutation shared by both views, across processes
-    (a shuffle-BN; on one process the order changes nothing, so no copy is made). The image
-    of each pair is its label for IA-CLoss.
+    :class:`scene_ssl.transforms.BlockwiseTransform`), i.e. ``n·B`` pairs, shuffled across
+    processes as SimSiam's. The image of each pair is its label for IA-CLoss.
 
     ``L = L_sim + λ · L_ia``; ``L_sim = ½[-cos(p1, z2) - cos(p2, z1)]``;
     ``L_ia = ½[IA(n̂(cat[p1, z2]), ids) + IA(n̂(cat[p2, z1]), ids)]``, computed over the
@@ -41,9 +41,6 @@ class BAM(nn.Module):
         stop_grad: detach z in both losses. ``None`` (default) follows the authors' code
             when λ > 0 (no detach) and SimSiam when λ = 0 (detach).
         shuffle: shuffle pairs across processes.
-
-    timm ResNets already zero-initialise the last BN of each residual block
-    (``zero_init_last=True``), which is SimSiam's ``zero_init_residual``.
 
     Example:
         >>> import torch
@@ -70,7 +67,6 @@ class BAM(nn.Module):
         pretrained: bool = False,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
         positive_int("blocks", blocks)
         positive_float("ia_temperature", ia_temperature)  # named as the method's argument, not the loss's
         positive_float("ia_base_temperature", ia_base_temperature)
@@ -78,49 +74,73 @@ class BAM(nn.Module):
             raise ValueError(f"ia_form must be 'in' or 'out', got {ia_form!r}")
         if ia_weight < 0:
             raise ValueError(f"ia_weight must be >= 0, got {ia_weight}")
-        self.encoder = TimmBackbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
-        self.projector = SimSiamProjectionHead(self.encoder.num_features, proj_hidden_dim, proj_dim)
-        self.predictor = SimSiamPredictionHead(proj_dim, pred_hidden_dim)
-        self.sim_criterion = NegativeCosineLoss()
+        super().__init__(backbone, proj_dim=proj_dim, proj_hidden_dim=proj_hidden_dim, pred_hidden_dim=pred_hidden_dim,
+                         shuffle=shuffle, pretrained=pretrained, backbone_kwargs=backbone_kwargs)
         self.ia_criterion = ImageAwareContrastiveLoss(ia_temperature, ia_base_temperature, ia_form)
         self.blocks = blocks
         self.num_views = 2 * blocks
         self.ia_weight = float(ia_weight)
         self.stop_grad = (self.ia_weight == 0) if stop_grad is None else bool(stop_grad)
-        self.shuffle = shuffle
 
-    @torch.no_grad()
-    def _shuffle_pairs(self, x1: Tensor, x2: Tensor, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """This process's shard of the globally shuffled pairs (one permutation for both views)."""
-        rank, world_size = rank_and_world_size()
-        if not (self.shuffle and world_size > 1):
-            return x1, x2, ids
-        n = x1.shape[0]
-        x1_all, x2_all, ids_all = gather_no_grad(x1), gather_no_grad(x2), gather_no_grad(ids)
-        mine = shared_permutation(x1_all.shape[0], x1.device)[rank * n : (rank + 1) * n]
-        return x1_all[mine], x2_all[mine], ids_all[mine]
-
-    def forward(self, batch: Any) -> dict[str, Tensor]:
-        views = get_views(batch, self.num_views, type(self).__name__)
+    def _pairs(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(x1, x2, image id of each pair), each (n·B, ...), block-major."""
         b = views[0].shape[0]
         rank, _ = rank_and_world_size()
-        x1, x2 = stack_pairs(views, self.blocks)  # (n·B, C, H, W) each, block-major
-        ids = (torch.arange(b, device=x1.device) + rank * b).repeat(self.blocks)  # image of each pair
-        x1, x2, ids = self._shuffle_pairs(x1, x2, ids)
+        x1, x2 = stack_pairs(views, self.blocks)
+        return x1, x2, (torch.arange(b, device=x1.device) + rank * b).repeat(self.blocks)
 
-        z1 = self.projector(self.encoder(x1))
-        z2 = self.projector(self.encoder(x2))
-        p1, p2 = self.predictor(z1), self.predictor(z2)
-        t1, t2 = (z1.detach(), z2.detach()) if self.stop_grad else (z1, z2)
-        loss_sim = 0.5 * (self.sim_criterion(p1, t2) + self.sim_criterion(p2, t1))
-        out = {"loss": loss_sim, "loss_sim": loss_sim.detach()}
+    def _losses(self, p1: Tensor, p2: Tensor, t1: Tensor, t2: Tensor, ids: Tensor) -> dict[str, Tensor]:
+        out = super()._losses(p1, p2, t1, t2, ids)
         if self.ia_weight > 0:
             ids2 = gather_no_grad(torch.cat([ids, ids]))
             f1 = gather_with_grad(torch.cat([p1, t2]))  # (2·n·B·W, D)
             f2 = gather_with_grad(torch.cat([p2, t1]))
             loss_ia = 0.5 * (self.ia_criterion(f1, ids2) + self.ia_criterion(f2, ids2))
-            out["loss"] = loss_sim + self.ia_weight * loss_ia
+            out["loss"] = out["loss"] + self.ia_weight * loss_ia
             out["loss_ia"] = loss_ia.detach()
-        with torch.no_grad():  # SimSiam's collapse monitor: ~1/sqrt(d) when healthy, 0 when collapsed
-            out["z_std"] = F.normalize(z1.float(), dim=1).std(dim=0).mean()
         return out
+
+
+@dataclasses.dataclass
+class BAMConfig(SimSiamConfig):
+    """BAM + IA-CLoss on SimSiam. ``ia_weight: 0`` and ``blocks: 1`` train plain SimSiam."""
+
+    output_dir: str = option("outputs/bam", "where checkpoints, logs, the export and config.yaml go")
+    base_lr: float = option(0.05, "learning rate per 256 blocks: lr = base_lr x total batch x blocks / 256")
+    blocks: int = option(4, "blocks per image: 4 (BAM) | 1 (whole image, SimSiam)")
+    overlap: float = option(0.2, "γ: how far each block reaches past the middle, in [0, 0.5)")
+    ia_weight: float = option(4.0, "λ of IA-CLoss (0: SimSiam's loss alone)")
+    ia_temperature: float = option(0.3, "T of IA-CLoss")
+    ia_base_temperature: float = option(0.07, "T_b of IA-CLoss")
+    ia_form: str = option("in", "in (the authors' code) | out (SupCon L_out, the paper's SUP)")
+    stop_grad: bool | None = option(None, "detach z; none: no detach with IA-CLoss (authors' code), detach without (SimSiam)")
+
+    def lr(self, num_processes: int) -> float:
+        return super().lr(num_processes) * self.blocks
+
+    def lr_rule(self, num_processes: int) -> str:
+        return f"{super().lr_rule(num_processes)} x {self.blocks} blocks"
+
+    def build_method(self) -> nn.Module:
+        if self.ia_weight == 0 and self.blocks == 1 and self.stop_grad is not False:  # SimSiam itself
+            return SimSiam(self.backbone, **self.head_kwargs())
+        return BAM(self.backbone, blocks=self.blocks, ia_weight=self.ia_weight, ia_temperature=self.ia_temperature,
+                   ia_base_temperature=self.ia_base_temperature, ia_form=self.ia_form, stop_grad=self.stop_grad,
+                   **self.head_kwargs())
+
+    def build_views(self) -> BlockwiseTransform:
+        t1, t2 = bam_view_transforms(self.image_size, scale=(self.crop_scale_min, 1.0), hue_mode=self.hue_mode)
+        return BlockwiseTransform(t1, t2, overlap=self.overlap, blocks=self.blocks)
+
+
+register_method(MethodSpec(
+    name="bam", display_name="BAM + IA-CLoss", module=BAM, config=BAMConfig,
+    paper="Chen, Self-Supervised Contrastive Learning for Multi-Label Images, arXiv 2025",
+    quick_config="bam_scenes.yaml", paper_config="bam_coco_r50.yaml",
+    citation="""@article{chen2025bam,
+  title   = {Self-Supervised Contrastive Learning for Multi-Label Images},
+  author  = {Chen, Jiale},
+  journal = {arXiv:2506.23156},
+  year    = {2025}
+}""",
+))

@@ -1,18 +1,22 @@
 """MLS: MoCo v2 plus a backbone-feature queue and a multi-label BCE loss."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import option
 from ..losses import KNNSoftmaxLoss, MLSLoss, mls_topk
 from .diagnostics import pseudo_label_precision
-from .moco import MoCoV2
+from .method import StepContext
+from .mocov2 import Embedding, MoCoV2, MoCoV2Config
 from .queue import FeatureQueue
+from .registry import MethodSpec, register_method
 
-__all__ = ["MLS"]
+__all__ = ["MLS", "MLSConfig", "LOSS_FORMS", "DICTIONARIES"]
 
 LOSS_FORMS = ("bce", "bce_pos", "knn_softmax")
 DICTIONARIES = ("both", "g", "z")
@@ -28,25 +32,26 @@ class MLS(MoCoV2):
 
     When MLS helps: its positives are the queue entries nearest to the query in backbone
     space, so it adds signal only once those neighbours tend to share objects with the
-    query (a measurable fact: :meth:`set_label_table` makes the diagnostics report the
+    query (a measurable fact: with ``batch["label_table"]`` the diagnostics report the
     top-k precision next to chance). From a poor starting point (near-collapsed
     embeddings, InfoNCE near chance) the BCE's push away from every negative is the same
     vector for all queries and rotates the embeddings together instead of spreading them;
-    a warm-up of InfoNCE alone (the paper's remedy, §3.3; the training loop's
-    ``mls_warmup_epochs`` sets ``self.mls_active = False`` for it) avoids that start.
+    a warm-up of InfoNCE alone (the paper's remedy, §3.3: ``warmup_epochs``; during it
+    :meth:`begin_step` sets ``self.mls_active = False``) avoids that start.
 
     Args:
         backbone: timm model name.
         dim: d_z (256). hidden_dim: MLP width (2048). queue_size: D (4096).
         momentum: 0.995. temperature: τ, shared by InfoNCE and the BCE (0.2).
         topk: k (20). mls_weight: λ (0.5).
+        warmup_epochs: InfoNCE alone for this many epochs first (0: the BCE from the start).
         loss_form: ``"bce"`` (the paper), ``"bce_pos"`` (no negative terms, supp. Eq. 15)
             or ``"knn_softmax"`` (supp. Eq. 10).
         dictionary: which queues the BCE uses (the paper's Table 7): ``"both"`` = labels
             from Q_g, logits from Q_z (MLS itself); ``"g"`` = labels and logits from Q_g
             (the logits ĝ_q·Q̂_gᵀ then train the backbone directly); ``"z"`` = labels and
             logits from Q_z.
-        shuffle_bn / bn_splits / pretrained / backbone_kwargs: as :class:`MoCoV2`.
+        momentum_schedule / shuffle_bn / bn_splits / pretrained / backbone_kwargs: as :class:`MoCoV2`.
 
     Example:
         >>> import torch
@@ -57,9 +62,9 @@ class MLS(MoCoV2):
 
     With the dataset's labels, the diagnostics measure the pseudo-labels:
 
-        >>> model.set_label_table(torch.eye(8)[torch.arange(16) % 8])  # 16 images, 8 classes
+        >>> labels = torch.eye(8, dtype=torch.bool)[torch.arange(16) % 8]  # 16 images, 8 classes
         >>> x = [torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)]
-        >>> out = model({"views": x, "index": torch.arange(4), "diagnostics": True})
+        >>> out = model({"views": x, "index": torch.arange(4), "diagnostics": True, "label_table": labels})
         >>> sorted(k for k in out if k.startswith("pl_"))
         ['pl_chance', 'pl_precision']
     """
@@ -72,9 +77,11 @@ class MLS(MoCoV2):
         hidden_dim: int = 2048,
         queue_size: int = 4096,
         momentum: float = 0.995,
+        momentum_schedule: str = "constant",
         temperature: float = 0.2,
         topk: int = 20,
         mls_weight: float = 0.5,
+        warmup_epochs: float = 0.0,
         loss_form: str = "bce",
         dictionary: str = "both",
         shuffle_bn: bool = True,
@@ -90,12 +97,15 @@ class MLS(MoCoV2):
             raise ValueError(f"topk={topk} must not exceed queue_size={queue_size}")
         if mls_weight < 0:
             raise ValueError(f"mls_weight must be >= 0, got {mls_weight}")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
         super().__init__(
             backbone,
             dim=dim,
             hidden_dim=hidden_dim,
             queue_size=queue_size,
             momentum=momentum,
+            momentum_schedule=momentum_schedule,
             temperature=temperature,
             shuffle_bn=shuffle_bn,
             bn_splits=bn_splits,
@@ -111,15 +121,12 @@ class MLS(MoCoV2):
         self.loss_form = loss_form
         self.dictionary = dictionary
         self.topk = topk
+        self.warmup_epochs = float(warmup_epochs)
         self.mls_active = True  # False: InfoNCE alone (warm-up); loss_mls is still reported
-        self._label_table: Tensor | None = None
 
-    def set_label_table(self, labels: Tensor | None) -> None:
-        """Multi-hot labels (N, C) of the training set, indexed like ``batch["index"]``, for
-        the pseudo-label diagnostics (never for training). ``None`` switches them off. The
-        table is kept on the module's device; it is not part of the state_dict."""
-        device = self.queue.features.device
-        self._label_table = None if labels is None else labels.to(device=device, dtype=torch.bool)
+    def begin_step(self, at: StepContext) -> None:
+        super().begin_step(at)
+        self.mls_active = at.step >= int(self.warmup_epochs * at.steps_per_epoch)
 
     def _dictionaries(self, g_q: Tensor, z_q: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(label query, logit query, label queue, logit queue) of the chosen Table 7 variant."""
@@ -129,28 +136,67 @@ class MLS(MoCoV2):
             return z_q, z_q, self.queue.features, self.queue.features
         return g_q, z_q, self.queue_g.features, self.queue.features
 
-    def _losses(self, g_q: Tensor, z_q: Tensor, g_k: Tensor, z_k: Tensor) -> dict[str, Tensor]:
-        out = super()._losses(g_q, z_q, g_k, z_k)
-        loss_mls = self.mls_criterion(*self._dictionaries(g_q, z_q))  # labels carry no gradient
+    def _losses(self, q: Embedding, k: Embedding) -> dict[str, Tensor]:
+        out = super()._losses(q, k)
+        loss_mls = self.mls_criterion(*self._dictionaries(q["g"], q["z"]))  # labels carry no gradient
         weight = self.mls_weight if self.mls_active else 0.0
         out["loss"] = out["loss"] + weight * loss_mls
         out["loss_mls"] = loss_mls.detach()
         return out
 
     @torch.no_grad()
-    def _diagnostics(self, g_q: Tensor, z_q: Tensor, g_k: Tensor, z_k: Tensor, index: Tensor | None) -> dict[str, Tensor]:
-        out = super()._diagnostics(g_q, z_q, g_k, z_k, index)
-        if self._label_table is None or index is None:
+    def _diagnostics(self, q: Embedding, k: Embedding, index: Tensor | None,
+                     label_table: Tensor | None) -> dict[str, Tensor]:
+        out = super()._diagnostics(q, k, index, label_table)
+        if label_table is None or index is None:
             return out
-        label_q, _, label_queue, _ = self._dictionaries(g_q, z_q)
+        labels = label_table.to(device=self.queue.index.device, dtype=torch.bool)
+        label_q, _, label_queue, _ = self._dictionaries(q["g"], q["z"])
         rows = mls_topk(label_q, label_queue, self.topk)  # (B, k)
         valid = self.queue.index >= 0
-        queue_labels = self._label_table[self.queue.index.clamp_min(0)]  # (K, C)
-        out["pl_precision"], out["pl_chance"] = pseudo_label_precision(rows, self._label_table[index], queue_labels, valid)
+        queue_labels = labels[self.queue.index.clamp_min(0)]  # (K, C)
+        out["pl_precision"], out["pl_chance"] = pseudo_label_precision(rows, labels[index.to(labels.device)], queue_labels,
+                                                                       valid)
         return out
 
     @torch.no_grad()
-    def _enqueue(self, g_k: Tensor, z_k: Tensor, index: Tensor | None) -> None:
+    def _enqueue(self, k: Embedding, index: Tensor | None) -> None:
         # Same batch, same number of rows, same pointer arithmetic: Q_g and Q_z stay aligned.
-        self.queue_g.enqueue(F.normalize(g_k.float(), dim=1), index)
-        super()._enqueue(g_k, z_k, index)
+        self.queue_g.enqueue(F.normalize(k["g"].float(), dim=1), index)
+        super()._enqueue(k, index)
+
+
+@dataclasses.dataclass
+class MLSConfig(MoCoV2Config):
+    """MLS (MoCo v2 + two queues + BCE; the paper's COCO run). ``mls_weight: 0`` trains plain MoCo v2."""
+
+    output_dir: str = option("outputs/mls", "where checkpoints, logs, the export and config.yaml go")
+    base_lr: float = option(0.3, "learning rate per 256 images: lr = base_lr x total batch / 256")
+    queue_size: int = option(4096, "D: entries in each queue (the paper: 4096)")
+    dim: int = option(256, "d_z: size of the MLP embedding")
+    ema_momentum: float = option(0.995, "m of the momentum encoder")
+    temperature: float = option(0.2, "τ of InfoNCE and of the BCE")
+    topk: int = option(20, "k: pseudo-positives per query")
+    mls_weight: float = option(0.5, "λ of the BCE loss (0: plain MoCo v2)")
+    loss_form: str = option("bce", "bce (the paper) | bce_pos | knn_softmax (supp. ablations)")
+    dictionary: str = option("both", "both (labels from Q_g, logits from Q_z: MLS) | g | z (single-dictionary variants, Table 7)")
+    mls_warmup_epochs: float = option(0.0, "InfoNCE alone for this many epochs before the BCE joins (paper §3.3)")
+
+    def build_method(self) -> MoCoV2:
+        if self.mls_weight == 0:  # no BCE: MoCo v2 itself (its export and card say so)
+            return MoCoV2(self.backbone, **self.queue_kwargs())
+        return MLS(self.backbone, **self.queue_kwargs(), topk=self.topk, mls_weight=self.mls_weight,
+                   warmup_epochs=self.mls_warmup_epochs, loss_form=self.loss_form, dictionary=self.dictionary)
+
+
+register_method(MethodSpec(
+    name="mls", display_name="MLS", module=MLS, config=MLSConfig,
+    paper="Zhu, Fu & Wu, Multi-Label Self-Supervised Learning with Scene Images, ICCV 2023",
+    quick_config="mls_scenes.yaml", paper_config="mls_coco_r50.yaml",
+    citation="""@inproceedings{zhu2023mls,
+  title     = {Multi-Label Self-Supervised Learning with Scene Images},
+  author    = {Zhu, Ke and Fu, Minghao and Wu, Jianxin},
+  booktitle = {ICCV},
+  year      = {2023}
+}""",
+))

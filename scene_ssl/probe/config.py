@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..cli import option
+from ..config import option
 
 __all__ = ["LinearProbeConfig", "KNNProbeConfig"]
 

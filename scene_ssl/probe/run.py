@@ -22,7 +22,8 @@ from ..data.schema import fingerprint_of
 from ..card import dataset_name
 from ..export import add_results, evaluation_result
 from ..metrics import METRIC_NAMES, multilabel_metrics, topk_accuracy
-from ..models import TimmBackbone, export_folder, load_backbone
+from ..loading import export_folder, load_backbone
+from ..models import TimmBackbone
 from .config import KNNProbeConfig, LinearProbeConfig
 from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn
 from .knn import knn_scores

@@ -9,16 +9,16 @@ import timm
 import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..data import (EpochShuffleSampler, ViewDataset, collate_decoded, collate_encoded, collate_views, is_stream,
                     load_dataset, load_stream, worker_count)
 from ..data.device_decode import decode_batch
 from ..data.stream import ShardedViewStream, StreamState
+from ..models import PretrainConfig, TimmBackbone
 from ..transforms import DeviceViewRenderer, ViewNormalizer
 from ..transforms.multiview import MultiViewTransform
-from .config import PretrainConfig
 from .preemption import ignore_preemption_signals
 
 __all__ = ["TrainData", "build_train_data", "label_table"]
@@ -29,8 +29,8 @@ _COLLATE = {"cpu": collate_views, "device": collate_decoded, "bytes": collate_en
 @dataclasses.dataclass
 class TrainData:
     """What the loop iterates: the dataset, its loader, and ``to_views(batch)`` -> V x (B, 3, S, S)
-    normalised float views on the device. ``labels`` (N, C) bool are the dataset's multi-hot
-    labels, for diagnostics only (None when it has none). A streamed dataset (``wds:``,
+    normalised float views on the device. ``labels`` (N, C) bool, on the device, are the
+    dataset's multi-hot labels, for diagnostics only (None when it has none). A streamed dataset (``wds:``,
     ``hf:...?streaming=1``) shards itself across processes and keeps its place in ``stream``."""
 
     dataset: ViewDataset | ShardedViewStream
@@ -66,10 +66,10 @@ def label_table(data) -> Tensor | None:
     return table if table.any() else None
 
 
-def _view_renderer(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,
+def _view_renderer(cfg: PretrainConfig, transform: MultiViewTransform, encoder: TimmBackbone,
                    device: torch.device) -> Callable[[dict], list[Tensor]]:
-    data_cfg = timm.data.resolve_model_data_config(model.encoder.model)
-    if cfg.augment_on == "gpu":  # workers decoded; crop, colour, blur, solarize, flip happen here, batched
+    data_cfg = timm.data.resolve_model_data_config(encoder.model)
+    if cfg.render != "cpu":  # workers decoded (or read); crop, colour, blur, solarize, flip happen here, batched
         return DeviceViewRenderer(transform.pipelines, data_cfg["mean"], data_cfg["std"]).to(device)
     normalizer = ViewNormalizer(data_cfg["mean"], data_cfg["std"]).to(device)
 
@@ -78,49 +78,49 @@ def _view_renderer(cfg: PretrainConfig, transform: MultiViewTransform, model: nn
     return to_views
 
 
-def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,
+def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder: TimmBackbone,
                  accelerator: Accelerator) -> TrainData:
-    if cfg.decode_on == "gpu":
+    if cfg.render == "bytes":
         raise ValueError("decode_on gpu reads files; streamed data (wds:, hf:...?streaming=1) decodes in the workers")
-    render = "device" if cfg.augment_on == "gpu" else "cpu"
     workers = worker_count(cfg.num_workers)
     dataset = ShardedViewStream(load_stream(cfg.data, cfg.split), transform, batch_size=cfg.batch_size,
                                 num_workers=workers, rank=accelerator.process_index, world_size=accelerator.num_processes,
-                                seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, render=render, max_side=cfg.decode_max_side)
-    loader = _loader(dataset, cfg, workers, render, accelerator)
-    return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), None,
+                                seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, render=cfg.render,
+                                max_side=cfg.decode_max_side)
+    loader = _loader(dataset, cfg, workers, accelerator)
+    return TrainData(dataset, loader, _view_renderer(cfg, transform, encoder, accelerator.device), None,
                      StreamState(workers * accelerator.num_processes))
 
 
-def _loader(dataset, cfg: PretrainConfig, workers: int, render: str, accelerator: Accelerator, **sampling) -> DataLoader:
-    """The data loader of either kind of dataset: batches collated for ``render``, pinned for a
+def _loader(dataset, cfg: PretrainConfig, workers: int, accelerator: Accelerator, **sampling) -> DataLoader:
+    """The data loader of either kind of dataset: batches collated for ``cfg.render``, pinned for a
     GPU, workers that ignore preemption signals and persist across epochs (the epoch is in
     shared memory: no re-fork per epoch)."""
-    return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, collate_fn=_COLLATE[render],
+    return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, collate_fn=_COLLATE[cfg.render],
                       pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
                       persistent_workers=workers > 0, **sampling)
 
 
-def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, model: nn.Module,
+def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder: TimmBackbone,
                      accelerator: Accelerator) -> TrainData:
-    """Load ``cfg.data`` (bad specs and missing files fail here) and build its loader."""
-    on_device = cfg.augment_on == "gpu"
-    if on_device and not getattr(transform, "pipelines", None):
+    """Load ``cfg.data`` (bad specs and missing files fail here) and build its loader.
+    ``encoder`` gives the normalisation (its timm data config)."""
+    if cfg.render != "cpu" and not transform.pipelines:
         raise ValueError("augment_on=gpu needs ViewPipeline-based views (not arbitrary callables)")
     if is_stream(cfg.data):
-        return _stream_data(cfg, transform, model, accelerator)
+        return _stream_data(cfg, transform, encoder, accelerator)
     with accelerator.main_process_first():  # the embedded scenes are generated once
         data = load_dataset(cfg.data, cfg.split)
-    render = "bytes" if cfg.decode_on == "gpu" else "device" if on_device else "cpu"
-    dataset = ViewDataset(data, transform, seed=cfg.seed, render=render, max_side=cfg.decode_max_side)
+    dataset = ViewDataset(data, transform, seed=cfg.seed, render=cfg.render, max_side=cfg.decode_max_side)
     if len(dataset) < cfg.batch_size * accelerator.num_processes:
         raise ValueError(f"{cfg.data} has {len(dataset)} images, fewer than one global batch "
                          f"(batch_size {cfg.batch_size} x {accelerator.num_processes} processes)")
-    loader = _loader(dataset, cfg, worker_count(cfg.num_workers), render, accelerator,
+    loader = _loader(dataset, cfg, worker_count(cfg.num_workers), accelerator,
                      sampler=EpochShuffleSampler(len(dataset), seed=cfg.seed), drop_last=True,
                      # its own generator: starting an epoch (or a resumed one) draws no number from the
                      # global RNG, so a resumed run's random stream continues exactly where it was saved
                      generator=torch.Generator().manual_seed(cfg.seed))
-    decode = (lambda batch: decode_batch(batch, accelerator.device)) if render == "bytes" else (lambda batch: batch)
-    return TrainData(dataset, loader, _view_renderer(cfg, transform, model, accelerator.device), label_table(data),
-                     decode=decode)
+    decode = (lambda batch: decode_batch(batch, accelerator.device)) if cfg.render == "bytes" else (lambda batch: batch)
+    labels = label_table(data)
+    return TrainData(dataset, loader, _view_renderer(cfg, transform, encoder, accelerator.device),
+                     None if labels is None else labels.to(accelerator.device), decode=decode)

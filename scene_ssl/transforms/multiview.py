@@ -1,7 +1,7 @@
 """Multi-view transforms: decode once, cut every view from the same pixels."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -138,7 +138,7 @@ class BlockwiseTransform(MultiViewTransform):
         return [self.t1(c) for c in crops] + [self.t2(c) for c in crops]
 
 
-class MoCoV2Transform(BlockwiseTransform):
+class MoCoV2Transform(MultiViewTransform):
     """Two MoCo v2 views of the whole image: ``[v1, v2]`` uint8 tensors (3, size, size).
 
     Example:
@@ -149,7 +149,10 @@ class MoCoV2Transform(BlockwiseTransform):
 
     def __init__(self, size: int = 224, **pipeline_overrides) -> None:
         pipeline = moco_v2_pipeline(size, **pipeline_overrides)
-        super().__init__(pipeline, pipeline, overlap=0.0, blocks=1)
+        self.pipelines = [pipeline, pipeline]
+
+    def regions(self, width: int, height: int) -> list[tuple[float, float, float, float]]:
+        return [(0.0, 0.0, float(width), float(height))] * 2
 
 
 def bam_view_transforms(size: int = 224, **overrides) -> tuple[ViewPipeline, ViewPipeline]:

@@ -5,7 +5,6 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-import scene_ssl.data.coco as coco_module
 from scene_ssl.data import class_names, load_dataset
 
 

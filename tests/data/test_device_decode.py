@@ -66,8 +66,9 @@ def test_a_training_step_decodes_on_the_device(jpegs, tmp_path, monkeypatch):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
-    from scene_ssl.models import MoCoV2
-    from scene_ssl.train import MLSConfig, load_config, pretrain
+    from scene_ssl.config import load_config
+    from scene_ssl.models import MLSConfig
+    from scene_ssl.train import pretrain
 
     monkeypatch.setenv("SCENE_SSL_CACHE", str(tmp_path / "cache"))
     folder = str(jpegs.cast_column("image", __import__("datasets").Image(decode=False))[0]["image"]["path"]).rsplit("/", 1)[0]
@@ -77,8 +78,7 @@ def test_a_training_step_decodes_on_the_device(jpegs, tmp_path, monkeypatch):
                                             log_every=1, mls_weight=0))
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-    out = pretrain(cfg, lambda c: MoCoV2(c.backbone, dim=8, hidden_dim=16, queue_size=16),
-                   lambda c: MoCoV2Transform(size=c.image_size), accelerator=Accelerator(cpu=True))
+    out = pretrain(cfg, accelerator=Accelerator(cpu=True))
     assert out.step == 2 and math.isfinite(out.losses["loss"])
     with pytest.raises(ValueError, match="augment_on gpu"):
         load_config(MLSConfig, None, dict(decode_on="gpu"))

@@ -2,14 +2,13 @@ import json
 import tarfile
 
 import datasets
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from scene_ssl.data import load_dataset, load_stream, make_scenes
-from scene_ssl.data.shards import expand_braces, iterate_shard, write_shards
+from scene_ssl.data.shard_reader import expand_braces, iterate_shard
+from scene_ssl.data.shards import write_shards
 from scene_ssl.data.stream import ShardedViewStream, StreamState
 from scene_ssl.data.views import collate_views
 from scene_ssl.transforms import MoCoV2Transform

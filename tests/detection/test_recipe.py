@@ -51,7 +51,7 @@ def test_boxes_only_data_cannot_train_masks(tmp_path, capsys):
 def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(det_scenes, tmp_path, monkeypatch):
     from accelerate.state import AcceleratorState, GradientState
 
-    from scene_ssl.cli import parse_config
+    from scene_ssl.config import parse_config
 
     train = load_detection_set(f"coco:{det_scenes}", "train")
     val = load_detection_set(f"coco:{det_scenes}", "val")

@@ -1,6 +1,5 @@
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,16 @@ def trained_run(tmp_path_factory):
     from accelerate import Accelerator
 
     from scene_ssl.export import export_run
-    from scene_ssl.train import MLSConfig, load_config, pretrain
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import pretrain_mls
+    from scene_ssl.config import load_config
+    from scene_ssl.models import MLSConfig
+    from scene_ssl.train import pretrain
 
     tmp = tmp_path_factory.mktemp("run")
     scenes = make_scenes(tmp / "scenes", num_classes=3, num_train=16, num_val=4, image_size=(40, 30))
     cfg = load_config(MLSConfig, None, dict(data=f"coco:{scenes}", backbone="test_resnet", image_size=16, batch_size=8,
                                             num_workers=0, max_steps=2, queue_size=16, dim=8, hidden_dim=16, topk=2,
                                             output_dir=str(tmp / "out"), export_tag="mls_test", channels_last=False))
-    run = pretrain(cfg, pretrain_mls.build_model, pretrain_mls.build_transform, accelerator=Accelerator(cpu=True))
+    run = pretrain(cfg, accelerator=Accelerator(cpu=True))
     export_run(run, cfg)
     return tmp / "out", run.model.encoder.model
 
@@ -80,3 +79,30 @@ def test_no_token_is_a_clear_error(trained_run, monkeypatch):
         push.main([str(out), "scene-ssl/x"])
     with pytest.raises(SystemExit, match="org/name"):
         push.main([str(out), "just-a-name", "--token", "t"])
+
+
+def test_a_push_with_its_own_tag_keeps_the_method_that_trained(trained_run, tmp_path):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    out, _ = trained_run
+    push = _module("push")
+    staged = push.stage(str(out), "scene-ssl/x", tmp_path / "a", tag="simsiam_renamed")
+    card = ModelCard.load(staged / "README.md")
+    assert json.loads((staged / "config.json").read_text())["pretrained_cfg"]["tag"] == "simsiam_renamed"
+    assert "mls" in card.data.tags and "simsiam" not in card.data.tags
+    assert "**MLS**" in card.text and "Zhu" in card.text and "SimSiam" not in card.text
+    # a training folder without its export: the method comes from the newest checkpoint
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare, ignore=shutil.ignore_patterns("export"))
+    card = ModelCard.load(push.stage(str(bare), "scene-ssl/x", tmp_path / "b", tag="run7") / "README.md")
+    assert "mls" in card.data.tags and "**MLS**" in card.text
+
+
+def test_the_card_template_is_the_top_level_model_card():
+    from scene_ssl import card
+
+    packaged = Path(card.__file__).with_name("MODEL_CARD.md")
+    assert packaged.resolve() == (ROOT / "MODEL_CARD.md").resolve()  # one file: the package's is a link to it
+    assert card._template() == (ROOT / "MODEL_CARD.md").read_text()

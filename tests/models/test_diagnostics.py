@@ -56,7 +56,6 @@ def test_mls_diagnostics_match_a_hand_built_queue():
     torch.manual_seed(0)
     model = MLS(TINY, dim=8, hidden_dim=16, queue_size=6, topk=2).train()
     table = torch.eye(3)[[0, 0, 1, 1, 2, 2, 0, 1]]  # 8 images, classes 0 0 1 1 2 2 0 1
-    model.set_label_table(table)
     with torch.no_grad():  # queue row r holds image r with Q_g row r = e_r (so top-k is known)
         model.queue_g.features.copy_(torch.eye(6, model.encoder.num_features))
         model.queue.index.copy_(torch.arange(6))
@@ -69,7 +68,7 @@ def test_mls_diagnostics_match_a_hand_built_queue():
         return g
 
     model.encoder.forward = fake_encoder
-    out = model({"views": [x, x], "index": torch.tensor([6, 5]), "diagnostics": True})
+    out = model({"views": [x, x], "index": torch.tensor([6, 5]), "diagnostics": True, "label_table": table})
     # query 0 is image 6 (class 0): rows 0, 1 share it; query 1 is image 5 (class 2): rows 4, 5 share it
     assert float(out["pl_precision"]) == 1.0
     assert float(out["pl_chance"]) == pytest.approx((2 / 6 + 2 / 6) / 2)

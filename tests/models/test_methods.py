@@ -185,13 +185,14 @@ def test_bn_splits_give_each_group_its_own_statistics_and_keys_back_in_order():
     torch.manual_seed(0)
     model = MoCoV2(TINY, **SMALL_MOCO, momentum=1.0, bn_splits=2).train()
     x = torch.randn(8, 3, 32, 32)
-    g_q, _ = model._encode_queries(x)
+    g_q = model._embed(x, momentum=False)["g"]
     with torch.no_grad():
         naive = torch.cat([model.encoder(x[:4]), model.encoder(x[4:])])
         whole = model.encoder(x)
     assert torch.allclose(g_q, naive, atol=1e-5) and not torch.allclose(g_q, whole, atol=1e-3)
     model.momentum_encoder.eval()  # eval BN: keys no longer depend on their group, so the unshuffle shows
-    g_k, z_k = model._keys(x)
+    keys = model._keys(x)
+    g_k, z_k = keys["g"], keys["z"]
     with torch.no_grad():
         ref = model.momentum_encoder(x)
     assert torch.allclose(g_k, ref, atol=1e-5) and torch.allclose(z_k, model.momentum_projector(ref), atol=1e-5)
@@ -253,7 +254,8 @@ def _moco_shuffle_bn_unshuffles(rank, world_size):
     model.momentum_encoder.eval()
     torch.manual_seed(1 + rank)
     x_k = torch.randn(4, 3, 32, 32)
-    g, z = model._keys(x_k)
+    keys = model._keys(x_k)
+    g, z = keys["g"], keys["z"]
     with torch.no_grad():
         g_ref = model.momentum_encoder(x_k)
     assert torch.allclose(g, g_ref, atol=1e-5) and torch.allclose(z, model.momentum_projector(g_ref), atol=1e-5)

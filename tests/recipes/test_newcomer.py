@@ -9,7 +9,8 @@ from huggingface_hub import ModelCard
 
 from scene_ssl.data import make_scenes
 from scene_ssl.metrics import METRIC_NAMES
-from scene_ssl.train import BAMConfig, MLSConfig, load_config
+from scene_ssl.config import load_config
+from scene_ssl.models import BAMConfig, MLSConfig
 
 from .conftest import ROOT, load_recipe
 

@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from scene_ssl.train import BAMConfig, MLSConfig, load_config, parse_config, save_config
+from scene_ssl.config import load_config, parse_config, save_config
+from scene_ssl.models import BAMConfig, MLSConfig
 
 
 def test_defaults_are_the_papers():
@@ -51,12 +52,21 @@ def test_saved_config_round_trips(tmp_path):
     assert load_config(BAMConfig, tmp_path / "out" / "config.yaml") == cfg
 
 
-def test_recipe_configs_parse():
+def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
     from pathlib import Path
 
     from scene_ssl.detection.config import DetectionConfig
+    from scene_ssl.models import get_method, method_names
 
     root = Path(__file__).resolve().parents[2] / "recipes" / "configs"
-    classes = {"bam": BAMConfig, "mls": MLSConfig, "mocov2": MLSConfig, "detection": DetectionConfig}
+    owners = {}
+    for name in method_names():
+        spec = get_method(name)
+        for file in (spec.quick_config, spec.paper_config):
+            if file:
+                owners[file] = spec.config
+                assert load_config(spec.config, root / file).build_views().num_views > 0
     for path in sorted(root.glob("*.yaml")):
-        load_config(classes[path.name.split("_")[0]], path)
+        cls = DetectionConfig if path.name.startswith("detection_") else owners.get(path.name)
+        assert cls is not None, f"{path.name} belongs to no registered method"
+        load_config(cls, path)

@@ -9,36 +9,35 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
+from scene_ssl.config import load_config
 from scene_ssl.export import export_run
-
-from scene_ssl.models import BAM, MLS
-from scene_ssl.train import BAMConfig, MLSConfig, NonFiniteLossError, find_checkpoint, list_checkpoints, load_config, pretrain
-from scene_ssl.transforms import BlockwiseTransform, MoCoV2Transform, bam_view_transforms
+from scene_ssl.models import MLS, BAMConfig, MLSConfig
+from scene_ssl.train import NonFiniteLossError, find_checkpoint, list_checkpoints, pretrain
 
 
-def mls_cfg(tiny_scenes, out, **kw):
+def mls_cfg(tiny_scenes, out, cls=MLSConfig, **kw):
     base = dict(data=f"coco:{tiny_scenes}", backbone="test_resnet", image_size=24, batch_size=8, num_workers=0,
                 base_lr=0.05, queue_size=32, dim=16, hidden_dim=32, topk=4, ema_momentum=0.9, log_every=1,
                 save_every=2, output_dir=str(out), channels_last=False, export_tag="mls_test")
-    return load_config(MLSConfig, None, {**base, **kw})
+    return load_config(cls, None, {**base, **kw})
 
 
-def build_mls(cfg):
-    return MLS(cfg.backbone, dim=cfg.dim, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size, momentum=cfg.ema_momentum,
-               topk=cfg.topk, temperature=cfg.temperature)
+def with_method(method_class):
+    """An MLSConfig that builds ``method_class`` (an instrumented MLS) with the config's hyperparameters."""
+    class Config(MLSConfig):
+        def build_method(self):
+            return method_class(self.backbone, **self.queue_kwargs(), topk=self.topk, mls_weight=self.mls_weight,
+                                warmup_epochs=self.mls_warmup_epochs)
+    return Config
 
 
-def build_moco_transform(cfg):
-    return MoCoV2Transform(size=cfg.image_size, scale=(cfg.crop_scale_min, 1.0))
-
-
-def run(cfg, build_model=build_mls, build_transform=build_moco_transform):
+def run(cfg):
     # Accelerate's state is a per-process singleton: start each run from a clean one
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     accelerator = Accelerator(cpu=True, mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.grad_accum_steps)
-    return pretrain(cfg, build_model, build_transform, accelerator=accelerator)
+    return pretrain(cfg, accelerator=accelerator)
 
 
 def _state(model):
@@ -107,11 +106,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_scenes, t
                 out["loss"] = out["loss"] * float("nan")
             return out
 
-    def build(cfg):
-        return Exploding(cfg.backbone, dim=cfg.dim, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size, topk=cfg.topk)
-
     with pytest.raises(NonFiniteLossError, match="step_00000002"):
-        run(mls_cfg(tiny_scenes, tmp_path, max_steps=6, save_every=2, log_every=3), build_model=build)
+        run(mls_cfg(tiny_scenes, tmp_path, with_method(Exploding), max_steps=6, save_every=2, log_every=3))
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_00000002"]
 
 
@@ -120,14 +116,7 @@ def test_bam_recipe_path_and_grad_accumulation(tiny_scenes, tmp_path):
         data=f"coco:{tiny_scenes}", backbone="test_resnet", image_size=16, batch_size=4, num_workers=0, max_steps=2,
         grad_accum_steps=2, proj_dim=16, proj_hidden_dim=16, pred_hidden_dim=8, output_dir=str(tmp_path), export=False,
         channels_last=True, clip_grad_norm=1.0, log_every=1))
-
-    def build(c):
-        return BAM(c.backbone, proj_dim=c.proj_dim, proj_hidden_dim=c.proj_hidden_dim, pred_hidden_dim=c.pred_hidden_dim)
-
-    def transform(c):
-        return BlockwiseTransform(*bam_view_transforms(c.image_size), overlap=c.overlap)
-
-    out = run(cfg, build, transform)
+    out = run(cfg)
     assert out.step == 2 and math.isfinite(out.losses["loss"]) and "loss_ia" in out.losses
 
 
@@ -141,21 +130,21 @@ def test_grad_accumulation_steps_once_per_n_batches_and_keeps_one_ema_update_per
 
     monkeypatch.setattr(torch.optim.SGD, "step", counting_step)
 
-    def build(c):
-        model = build_mls(c)
-        with torch.no_grad():  # a target that differs from the online weights, so the EMA shows
-            for p in [*model.momentum_encoder.parameters(), *model.momentum_projector.parameters()]:
-                p.add_(torch.randn_like(p))
-        init["target"] = [p.clone() for p in [*model.momentum_encoder.parameters(), *model.momentum_projector.parameters()]]
-        init["online"] = [p.clone() for p in [*model.encoder.parameters(), *model.projector.parameters()]]
-        model.register_forward_hook(lambda *_: forwards.append(1))
-        return model
+    class Recorded(MLS):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            with torch.no_grad():  # a target that differs from the online weights, so the EMA shows
+                for p in [*self.momentum_encoder.parameters(), *self.momentum_projector.parameters()]:
+                    p.add_(torch.randn_like(p))
+            init["target"] = [p.clone() for p in [*self.momentum_encoder.parameters(), *self.momentum_projector.parameters()]]
+            init["online"] = [p.clone() for p in [*self.encoder.parameters(), *self.projector.parameters()]]
+            self.register_forward_hook(lambda *_: forwards.append(1))
 
     # lr 0: the online weights stay put, so after 2 optimiser steps the EMA target must be
     # m^2 t0 + (1 - m^2) o exactly, however many micro-batches each step had
-    cfg = mls_cfg(tiny_scenes, tmp_path, max_steps=2, grad_accum_steps=2, batch_size=4, base_lr=0.0,
-                  ema_momentum=0.9, export=False)
-    out = run(cfg, build_model=build)
+    cfg = mls_cfg(tiny_scenes, tmp_path, with_method(Recorded), max_steps=2, grad_accum_steps=2, batch_size=4,
+                  base_lr=0.0, ema_momentum=0.9, export=False)
+    out = run(cfg)
     assert out.step == 2 and len(forwards) == 4 and len(sgd_steps) == 2
     model = out.model
     assert model.momentum == pytest.approx(0.9 ** 0.5)
@@ -172,23 +161,23 @@ def test_accelerator_that_disagrees_with_the_config_is_refused(tiny_scenes, tmp_
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     with pytest.raises(ValueError, match="grad_accum_steps is 2"):
-        pretrain(cfg, build_mls, build_moco_transform, accelerator=Accelerator(cpu=True))
+        pretrain(cfg, accelerator=Accelerator(cpu=True))
 
 
 def test_bf16_mixed_precision_on_cpu_trains_with_float32_loss_math(tiny_scenes, tmp_path):
     seen = {}
 
-    def build(c):
-        model = build_mls(c)
-        def record(key, dtype):
-            seen.setdefault(key, dtype)  # (a hook that returns something replaces the output)
+    def record(key, dtype):
+        seen.setdefault(key, dtype)  # (a hook that returns something replaces the output)
 
-        model.encoder.register_forward_hook(lambda m, i, o: record("features", o.dtype))
-        model.register_forward_hook(lambda m, i, o: record("loss", o["loss"].dtype))
-        seen["init"] = [p.clone() for p in model.encoder.parameters()]
-        return model
+    class Recorded(MLS):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.encoder.register_forward_hook(lambda m, i, o: record("features", o.dtype))
+            self.register_forward_hook(lambda m, i, o: record("loss", o["loss"].dtype))
+            seen["init"] = [p.clone() for p in self.encoder.parameters()]
 
-    out = run(mls_cfg(tiny_scenes, tmp_path, max_steps=3, mixed_precision="bf16", export=False), build_model=build)
+    out = run(mls_cfg(tiny_scenes, tmp_path, with_method(Recorded), max_steps=3, mixed_precision="bf16", export=False))
     assert seen["features"] == torch.bfloat16 and seen["loss"] == torch.float32
     assert all(math.isfinite(v) for k, v in out.losses.items() if k.startswith("loss"))
     params = list(out.model.encoder.parameters())
@@ -253,12 +242,8 @@ def test_sigterm_mid_run_checkpoints_and_the_resumed_run_ends_where_an_uninterru
                 os.kill(os.getpid(), signal.SIGTERM)
             return super().forward(batch)
 
-    def build(cfg):
-        return Preempted(cfg.backbone, dim=cfg.dim, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
-                         momentum=cfg.ema_momentum, topk=cfg.topk, temperature=cfg.temperature)
-
     before = signal.getsignal(signal.SIGTERM)
-    cut = run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=8, save_every=0, resume="auto"), build_model=build)
+    cut = run(mls_cfg(tiny_scenes, tmp_path / "b", with_method(Preempted), max_steps=8, save_every=0, resume="auto"))
     assert signal.getsignal(signal.SIGTERM) is before  # the loop's handler is gone again
     assert cut.stopped_by == "SIGTERM" and cut.step == 3 and not cut.finished
     assert [p.name for p in list_checkpoints(tmp_path / "b" / "checkpoints")] == ["step_00000003"]
@@ -312,7 +297,7 @@ def test_monitor_runs_every_few_epochs_and_is_logged(tiny_scenes, tmp_path):
     cfg = mls_cfg(tiny_scenes, tmp_path, epochs=4, max_steps=None, monitor_every=2, export=False)
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-    out = pretrain(cfg, build_mls, build_moco_transform, accelerator=Accelerator(cpu=True), monitor=monitor)
+    out = pretrain(cfg, accelerator=Accelerator(cpu=True), monitor=monitor)
     assert [m["epoch"] for m in out.monitor] == [0, 2, 4]  # 0: before the first step, the random-init reference
     assert [r["knn_mAP"] for r in _log_rows(tmp_path) if "knn_mAP" in r] == [12.5, 12.5, 12.5]
     assert not all(torch.equal(a, b) for a, b in zip(weights[0], weights[1]))  # trained in between
@@ -352,8 +337,6 @@ def test_wds_shards_train_and_resume_exactly(tiny_shards, tmp_path):
 
 
 def test_hf_streaming_from_a_local_parquet_folder_trains(tiny_scenes, tmp_path):
-    import datasets
-
     from scene_ssl.data import load_dataset
 
     folder = tmp_path / "parquet" / "data"

@@ -7,7 +7,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from scene_ssl.transforms import ViewParams, ViewPipeline, jitter_affine, render_views_pil
+from scene_ssl.transforms import ViewPipeline, jitter_affine, render_views_pil
 from scene_ssl.transforms.color import rgb_hue_shift_hsv
 
 W = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)

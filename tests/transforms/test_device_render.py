@@ -130,14 +130,13 @@ def test_device_path_has_the_cpu_path_layout_and_pixels(tiny_folder):
 def test_training_step_with_augment_on_gpu_runs_on_cpu(tiny_folder, tmp_path, monkeypatch):
     from accelerate import Accelerator
 
-    from scene_ssl.models import BAM
-    from scene_ssl.train import BAMConfig, load_config, pretrain
+    from scene_ssl.config import load_config
+    from scene_ssl.models import BAMConfig
+    from scene_ssl.train import pretrain
 
     monkeypatch.setenv("SCENE_SSL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(BAMConfig, None, dict(data=f"folder:{tiny_folder}", backbone="test_resnet", image_size=16, batch_size=3,
                                             num_workers=0, max_steps=2, proj_dim=16, proj_hidden_dim=16, pred_hidden_dim=8,
                                             augment_on="gpu", output_dir=str(tmp_path), export=False, log_every=1))
-    out = pretrain(cfg, lambda c: BAM(c.backbone, proj_dim=16, proj_hidden_dim=16, pred_hidden_dim=8),
-                   lambda c: BlockwiseTransform(*bam_view_transforms(c.image_size), overlap=c.overlap),
-                   accelerator=Accelerator(cpu=True))
+    out = pretrain(cfg, accelerator=Accelerator(cpu=True))
     assert out.step == 2 and math.isfinite(out.losses["loss"])

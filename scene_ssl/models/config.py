@@ -1,16 +1,23 @@
-"""The pretraining recipes' config schemas (defaults: the papers' ResNet-50 COCO runs).
+"""PretrainConfig: the fields every pretraining recipe shares, and what a method's config adds.
 
-Each field's help text is its ``--help`` line; see :mod:`scene_ssl.cli` for how YAML files
-and flags override the defaults. ``check()`` refuses values that cannot train, naming the
-field, before anything is built.
+Each method's config (``MLSConfig`` in ``mls.py``, ``BAMConfig`` in ``bam.py`` ...) extends
+it with the method's hyperparameters (defaults: the paper's ResNet-50 COCO run) and says
+what it builds: ``build_method()`` the method module, ``build_views()`` its view transform.
+Each field's help text is its ``--help`` line; see :mod:`scene_ssl.config` for how YAML
+files and flags override the defaults. ``check()`` refuses values that cannot train,
+naming the field, before anything is built.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from ..cli import option
+from torch import nn
 
-__all__ = ["PretrainConfig", "MLSConfig", "BAMConfig", "AUGMENT_ON", "MIXED_PRECISION"]
+from ..config import option
+from ..data.sources import spec_usage
+from ..transforms.multiview import MultiViewTransform
+
+__all__ = ["PretrainConfig", "AUGMENT_ON", "MIXED_PRECISION"]
 
 AUGMENT_ON = ("cpu", "gpu")
 MIXED_PRECISION = (None, "no", "bf16", "fp16")
@@ -21,7 +28,7 @@ class PretrainConfig:
     """Fields shared by every pretraining recipe."""
 
     # data
-    data: str = option("scenes", "training images: scenes (embedded) | coco:/path | hf:<repo or folder> | folder:/path")
+    data: str = option("scenes", f"training images: {spec_usage(' | ')} (scenes: the embedded set)")
     split: str = option("train", "split of --data to train on")
     image_size: int = option(224, "side of the square training views, px")
     crop_scale_min: float = option(0.2, "RandomResizedCrop keeps (crop-scale-min, 1.0) of the image area")
@@ -65,9 +72,34 @@ class PretrainConfig:
     probe_epochs: int = option(100, "epochs of the linear probe's head")
     probe_pool: str = option("avgmax", "probe pooling: avgmax (GAMP) | avg | max")
 
+    @property
+    def render(self) -> str:
+        """Where the views are made, in the one vocabulary of the data path
+        (:data:`scene_ssl.data.views.RENDER_MODES`): ``cpu`` (the workers render them),
+        ``device`` (the workers decode, the training device renders: ``--augment-on gpu``)
+        or ``bytes`` (the workers read JPEG bytes, the device decodes and renders:
+        ``--decode-on gpu``)."""
+        return "bytes" if self.decode_on == "gpu" else "device" if self.augment_on == "gpu" else "cpu"
+
+    def build_method(self) -> nn.Module:
+        """The method module this config trains (its hyperparameters are checked here)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say which method it trains (build_method)")
+
+    def build_views(self) -> MultiViewTransform:
+        """The view transform: ``num_views`` views of each image, in the method's order."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how its views are made (build_views)")
+
+    def total_batch(self, num_processes: int) -> int:
+        """Images per optimiser step over all processes."""
+        return self.batch_size * num_processes * self.grad_accum_steps
+
     def lr(self, num_processes: int) -> float:
         """The papers' scaling rule: ``base_lr x total batch / 256``."""
-        return self.base_lr * self.batch_size * num_processes * self.grad_accum_steps / 256
+        return self.base_lr * self.total_batch(num_processes) / 256
+
+    def lr_rule(self, num_processes: int) -> str:
+        """How :meth:`lr` was worked out, for the run's header line."""
+        return f"base {self.base_lr} x {self.total_batch(num_processes)}/256"
 
     def check(self) -> None:
         """Refuse values that cannot train; each message names its field."""
@@ -92,46 +124,3 @@ class PretrainConfig:
             raise ValueError("decode_on gpu decodes for the device renderer: it needs augment_on gpu too")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION[1:]}, got {self.mixed_precision!r}")
-
-
-@dataclasses.dataclass
-class MLSConfig(PretrainConfig):
-    """MLS (MoCo v2 + two queues + BCE). ``mls_weight: 0`` trains plain MoCo v2."""
-
-    output_dir: str = option("outputs/mls", "where checkpoints, logs, the export and config.yaml go")
-    base_lr: float = option(0.3, "learning rate per 256 images: lr = base_lr x total batch / 256")
-    queue_size: int = option(4096, "D: entries in each queue (the paper: 4096)")
-    dim: int = option(256, "d_z: size of the MLP embedding")
-    hidden_dim: int = option(2048, "width of the MLP head")
-    ema_momentum: float = option(0.995, "m of the momentum encoder")
-    ema_schedule: str = option("constant", "constant | cosine (m -> 1, as BYOL)")
-    temperature: float = option(0.2, "τ of InfoNCE and of the BCE")
-    topk: int = option(20, "k: pseudo-positives per query")
-    mls_weight: float = option(0.5, "λ of the BCE loss (0: plain MoCo v2)")
-    loss_form: str = option("bce", "bce (the paper) | bce_pos | knn_softmax (supp. ablations)")
-    dictionary: str = option("both", "both (labels from Q_g, logits from Q_z: MLS) | g | z (single-dictionary variants, Table 7)")
-    mls_warmup_epochs: float = option(0.0, "InfoNCE alone for this many epochs before the BCE joins (paper §3.3)")
-    shuffle_bn: bool = option(True, "MoCo's shuffle-BN: keys normalised with other images than their queries")
-    bn_splits: int = option(1, "BN groups per process (queries and shuffled keys): shuffle-BN on a single device")
-
-
-@dataclasses.dataclass
-class BAMConfig(PretrainConfig):
-    """BAM + IA-CLoss on SimSiam. ``ia_weight: 0`` and ``blocks: 1`` train plain SimSiam."""
-
-    output_dir: str = option("outputs/bam", "where checkpoints, logs, the export and config.yaml go")
-    base_lr: float = option(0.05, "learning rate per 256 blocks: lr = base_lr x total batch x blocks / 256")
-    blocks: int = option(4, "blocks per image: 4 (BAM) | 1 (whole image, SimSiam)")
-    overlap: float = option(0.2, "γ: how far each block reaches past the middle, in [0, 0.5)")
-    proj_dim: int = option(2048, "projector output size")
-    proj_hidden_dim: int = option(2048, "projector width")
-    pred_hidden_dim: int = option(512, "predictor bottleneck")
-    ia_weight: float = option(4.0, "λ of IA-CLoss (0: SimSiam's loss alone)")
-    ia_temperature: float = option(0.3, "T of IA-CLoss")
-    ia_base_temperature: float = option(0.07, "T_b of IA-CLoss")
-    ia_form: str = option("in", "in (the authors' code) | out (SupCon L_out, the paper's SUP)")
-    stop_grad: bool | None = option(None, "detach z; none: no detach with IA-CLoss (authors' code), detach without (SimSiam)")
-    shuffle: bool = option(True, "shuffle the pairs across processes (a shuffle-BN)")
-
-    def lr(self, num_processes: int) -> float:
-        return super().lr(num_processes) * self.blocks

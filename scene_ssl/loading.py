@@ -1,14 +1,16 @@
 """Load a backbone from wherever scene_ssl weights live."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 from safetensors.torch import load_file
 
-from .backbone import TimmBackbone
+from .models import TimmBackbone
+from .train.checkpoint import find_checkpoint
 
-__all__ = ["load_backbone", "export_folder"]
+__all__ = ["load_backbone", "export_folder", "trained_method"]
 
 
 def load_backbone(source: str) -> TimmBackbone:
@@ -38,8 +40,6 @@ def load_backbone(source: str) -> TimmBackbone:
     if (path / "export" / "config.json").is_file():
         return TimmBackbone(f"local-dir:{(path / 'export').resolve()}", pretrained=True)
     if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
-        from ..train.checkpoint import find_checkpoint
-
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         backbone = TimmBackbone(cfg["backbone"])
         state = load_file(str(find_checkpoint("latest", path / "checkpoints") / "model.safetensors"))
@@ -63,4 +63,18 @@ def export_folder(source: str) -> Path | None:
     for folder in (path, path / "export"):
         if (folder / "scene_ssl.json").is_file() and (folder / "config.json").is_file():
             return folder
+    return None
+
+
+def trained_method(source: str) -> str | None:
+    """The registry name of the method that trained ``source``: from its export's
+    ``scene_ssl.json``, else from the newest checkpoint of a training output folder; None
+    when the source does not say (Hub ids, random init, foreign checkpoints)."""
+    folder = export_folder(source)
+    if folder is not None:
+        return json.loads((folder / "scene_ssl.json").read_text()).get("method")
+    path = Path(source)
+    if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
+        state = find_checkpoint("latest", path / "checkpoints") / "trainer_state.json"
+        return json.loads(state.read_text()).get("method")
     return None
