@@ -28,6 +28,10 @@ class TimmBackbone(nn.Module):
         True
         >>> backbone.feature_map(torch.randn(2, 3, 64, 64)).shape[:2] == (2, backbone.num_features)
         True
+        >>> backbone = backbone.eval(); x = torch.randn(2, 3, 64, 64)
+        >>> pooled, fmap = backbone.pooled_and_map(x)
+        >>> torch.equal(pooled, backbone(x)), torch.equal(fmap, backbone.feature_map(x))
+        (True, True)
     """
 
     def __init__(self, name: str, pretrained: bool = False, **timm_kwargs: Any) -> None:
@@ -54,7 +58,16 @@ class TimmBackbone(nn.Module):
         CNN maps are returned as they are (NHWC models are permuted); for ViTs the prefix
         (class / register) tokens are dropped and the patch tokens laid back on their grid.
         """
+        return self._as_map(self.forward_features(x), x)
+
+    def pooled_and_map(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(self(x), self.feature_map(x))`` from one pass through the trunk: the pooled
+        features (B, num_features), pooled the way the timm model pools (average for CNNs,
+        the class token for most ViTs), and the last map (B, C, H, W). For dense methods."""
         out = self.forward_features(x)
+        return self.model.forward_head(out, pre_logits=True), self._as_map(out, x)
+
+    def _as_map(self, out: Tensor, x: Tensor) -> Tensor:
         if out.ndim == 4:
             if getattr(self.model, "output_fmt", "NCHW") == "NHWC":
                 out = out.permute(0, 3, 1, 2)

@@ -17,7 +17,9 @@ def test_features_and_num_features(name):
         assert pooled.shape == (2, backbone.num_features)
         assert torch.allclose(pooled, reference(x), atol=1e-5)
         fmap = backbone.feature_map(x)
+        both = backbone.pooled_and_map(x)  # one trunk pass, the same two outputs
     assert fmap.ndim == 4 and fmap.shape[:2] == (2, backbone.num_features)
+    assert torch.equal(both[0], pooled) and torch.equal(both[1], fmap)
 
 
 def test_vit_feature_map_is_patch_tokens_on_grid():
