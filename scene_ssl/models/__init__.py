@@ -16,10 +16,11 @@ from .mocov2 import MoCoV2, MoCoV2Config
 from .mls import MLS, MLSConfig
 from .simsiam import SimSiam, SimSiamConfig
 from .bam import BAM, BAMConfig
+from .densecl import DenseCL, DenseCLConfig
 
 __all__ = [
     "TimmBackbone", "FeatureQueue", "momentum_update", "rank_and_world_size", "gather_no_grad", "gather_with_grad",
     "shared_permutation", "PretrainConfig", "Method", "StepContext", "MethodSpec", "register_method", "get_method",
     "method_names", "method_of",
-    "MoCoV2", "MoCoV2Config", "MLS", "MLSConfig", "SimSiam", "SimSiamConfig", "BAM", "BAMConfig",
+    "MoCoV2", "MoCoV2Config", "MLS", "MLSConfig", "SimSiam", "SimSiamConfig", "BAM", "BAMConfig", "DenseCL", "DenseCLConfig",
 ]

@@ -47,6 +47,8 @@ RECIPES = {
                      "--topk", "4"],
     "pretrain_bam": ["--image-size", "16", "--batch-size", "4", "--proj-dim", "16", "--proj-hidden-dim", "16",
                      "--pred-hidden-dim", "8"],
+    "pretrain_densecl": ["--image-size", "64", "--batch-size", "4", "--queue-size", "32", "--dim", "8", "--hidden-dim",
+                         "16"],
 }
 
 
@@ -64,4 +66,7 @@ def test_two_processes_end_with_identical_weights_and_queues(recipe, scenes, tmp
     if recipe == "pretrain_mls":
         assert int(r0["queue.ptr"]) == 3 * 8 * 2 % 64  # both ranks enqueued both ranks' keys
         assert int(r0["queue_g.ptr"]) == int(r0["queue.ptr"])
+    if recipe == "pretrain_densecl":  # shuffle-BN across the ranks, both queues filled alike
+        assert int(r0["queue.ptr"]) == int(r0["queue_dense.ptr"]) == 3 * 4 * 2 % 32
+        assert torch.equal(r0["queue.index"], r0["queue_dense.index"])
     assert (out / "checkpoints").is_dir() and (out / "config.yaml").is_file()
