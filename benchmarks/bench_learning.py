@@ -1,16 +1,19 @@
-"""Do the methods learn what their papers say? MoCo v2, MLS, SimSiam, BAM + IA-CLoss and a
-random-init backbone, with the same budget (epochs over the same data, the same backbone and
-view size), S seeds each, probed the same way: the GAMP multi-label linear probe (mAP) and
-the kNN probe (mAP), plus MLS's final pseudo-label precision next to its chance rate.
+"""Do the methods learn what their papers say? Every registered method (MoCo v2, MLS,
+SimSiam, BAM + IA-CLoss, DenseCL ...) and a random-init backbone with the same budget (epochs
+over the same data, the same backbone and view size), S seeds each, probed the same way: the
+GAMP multi-label linear probe (mAP) and the kNN probe (mAP), plus MLS's final pseudo-label
+precision next to its chance rate. Two reference rows say how far each method is from what
+matters (see ``_references.py``): ``supervised`` (the ceiling: BCE on the labels with the
+same backbone, views and epochs) and ``simsiam_matched`` (SimSiam with as many views per
+image as BAM).
 
-    python benchmarks/bench_learning.py                                   # CPU: the embedded scenes, 3 seeds (~30 min, 2 cores)
+    python benchmarks/bench_learning.py                                   # CPU: the embedded scenes, 3 seeds
     python benchmarks/bench_learning.py --seeds 1 --epochs 2              # a smoke run
     python benchmarks/bench_learning.py --scale gpu --data coco:/data/coco --probe-data coco:/data/coco
 
-The methods start from the recipes' quick configs (``recipes/configs/mls_scenes.yaml``, MoCo v2
-= MLS with λ = 0; ``bam_scenes.yaml``, SimSiam = BAM with one block and λ = 0), so the
-table measures what ``accelerate launch recipes/...`` trains; ``--scale gpu`` swaps in a
-ResNet-18 at 96 px for longer. Prints a table (mean ± std over seeds), writes it as JSON
+Each method starts from its registered quick config (``recipes/configs/<method>_scenes.yaml``),
+so the table measures what ``accelerate launch recipes/...`` trains; ``--scale gpu`` swaps in
+a ResNet-18 at 96 px for longer. Prints a table (mean ± std over seeds), writes it as JSON
 and draws it as a PNG. Each finished run is appended to ``<out>/runs.jsonl``; run the same
 command again after a crash and it skips the runs that are there under the same budget.
 """
@@ -29,31 +32,46 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from PIL import Image, ImageDraw, ImageFont
 
+from _references import REFERENCES, SupervisedConfig
 from scene_ssl.config import load_config
-from scene_ssl.data import load_dataset
+from scene_ssl.data import load_dataset, num_classes
 from scene_ssl.metrics import multilabel_metrics
 from scene_ssl.models import TimmBackbone, get_method, method_names
 from scene_ssl.probe import extract_features, fit_linear_head, knn_scores, probe_metrics
 from scene_ssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("random", *method_names())
+METHODS = ("random", *method_names(), *REFERENCES)
 #: --scale gpu: a real (small) backbone at a real (small) size, longer
 GPU_SCALE = {"backbone": "resnet18", "image_size": 96, "probe_image_size": 160, "num_workers": 8,
              "mixed_precision": "bf16", "hidden_dim": 2048, "proj_dim": 2048, "proj_hidden_dim": 2048, "pred_hidden_dim": 512}
 
 
-def method_config(method: str, seed: int, args):
-    """The registered method's quick config (``recipes/configs/<its quick YAML>``) at the benchmark's budget."""
+def views_per_image(method: str) -> int:
+    """Views per image and epoch of a registered method's quick config (BAM 8, the others 2)."""
     spec = get_method(method)
+    return load_config(spec.config, ROOT / "recipes" / "configs" / spec.quick_config).build_views().num_views
+
+
+def method_config(method: str, seed: int, args):
+    """The method's quick config (``recipes/configs/<its quick YAML>``) at the benchmark's budget;
+    a reference row's from the registered method it starts from."""
+    base = REFERENCES.get(method, method)
+    spec = get_method(base)
+    cls = SupervisedConfig if method == "supervised" else spec.config
     values = yaml.safe_load((ROOT / "recipes" / "configs" / spec.quick_config).read_text())
     if args.scale == "gpu":
-        values.update({k: v for k, v in GPU_SCALE.items() if k in {f.name for f in dataclasses.fields(spec.config)}})
-    values.update(seed=seed, data=args.data, epochs=args.epochs, export=False, probe_data=None,
+        values.update({k: v for k, v in GPU_SCALE.items() if k in {f.name for f in dataclasses.fields(cls)}})
+    epochs = args.epochs
+    if method == "simsiam_matched":  # as many views per image as BAM in the same epochs
+        epochs = args.epochs * views_per_image("bam") // views_per_image("simsiam")
+    if method == "supervised":
+        values["num_classes"] = num_classes(load_dataset(args.data, "train"))
+    values.update(seed=seed, data=args.data, epochs=epochs, export=False, probe_data=None,
                   monitor_every=0, output_dir=str(Path(args.out) / "runs" / f"{method}_seed{seed}"), save_every=0)
     if args.max_steps:
-        values["max_steps"] = args.max_steps
-    return load_config(spec.config, None, values)
+        values["max_steps"] = args.max_steps * epochs // args.epochs
+    return load_config(cls, None, values)
 
 
 def probe(backbone, args, probe_size: int, seed: int) -> dict[str, float]:
@@ -84,10 +102,12 @@ def run_one(method: str, seed: int, args) -> dict:
     run = pretrain(cfg, accelerator=accelerator)
     train_min = (time.perf_counter() - start) / 60
     row = probe(run.model.encoder, args, cfg.probe_image_size, seed)
-    for key in ("pl_precision", "pl_chance", "loss_nce", "loss_mls", "loss_sim", "loss_ia", "z_std"):
+    for key in ("pl_precision", "pl_chance", "loss_nce", "loss_mls", "loss_sim", "loss_ia", "loss_dense", "loss_bce",
+                "z_std"):
         if key in run.losses:
             row[key] = run.losses[key]
-    return {**row, "train_min": train_min}
+    views = cfg.build_views().num_views * cfg.epochs  # per image over the run (at the epoch budget)
+    return {**row, "views_seen": views, "train_min": train_min}
 
 
 def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -101,11 +121,12 @@ def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, f
 
 def table(summary: dict, seeds: int) -> str:
     cols = [("linear_mAP", "GAMP linear mAP"), ("knn_mAP", "kNN mAP"), ("pl_precision", "MLS top-k precision"),
-            ("pl_chance", "chance"), ("train_min", "train min / run")]
+            ("pl_chance", "chance"), ("views_seen", "views / image"), ("train_min", "train min / run")]
     lines = [f"| method ({seeds} seed{'s' * (seeds > 1)}) | " + " | ".join(c[1] for c in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for method, stats in summary.items():
         cells = [f"{stats[k][0]:.1f} ± {stats[k][1]:.1f}" if k in stats and k.endswith("mAP")
+                 else f"{stats[k][0]:.0f}" if k in stats and k == "views_seen"
                  else f"{stats[k][0]:.2f}" if k in stats else "" for k, _ in cols]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
