@@ -23,6 +23,8 @@ from typing import Any, Iterator, Sequence, TypeVar
 
 import yaml
 
+from .durable import InsufficientDiskSpace
+
 __all__ = ["option", "load_config", "parse_config", "parse_recipe_config", "save_config", "config_to_dict",
            "user_errors", "flag_name"]
 
@@ -190,8 +192,9 @@ def save_config(cfg, path: str | Path) -> None:
 
 # -- errors ---------------------------------------------------------------------------------
 
-#: what a user's input raises: bad values, specs and hyperparameters, missing files
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+#: what a user's input or machine raises: bad values, specs and hyperparameters, missing files,
+#: damaged checkpoints (a ValueError), a disk too full to write a checkpoint or an export
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, InsufficientDiskSpace)
 
 
 def _with_flag(message: str, cls) -> str:

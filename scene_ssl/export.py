@@ -12,12 +12,14 @@ detection run. The ``README.md`` model card is rendered from ``scene_ssl.json`` 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import timm
 import torch
@@ -25,6 +27,7 @@ from timm.models import save_for_hf
 from torch import nn
 
 from .card import dataset_name, write_card
+from .durable import InsufficientDiskSpace, human_size, is_disk_full, require_free_space, sync_entries, sync_folder
 from .models import get_method, method_names
 
 __all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result",
@@ -131,13 +134,37 @@ def save_pretrained(
     # contiguous weights (training may have made them channels-last)
     model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
     model.pretrained_cfg = ours
-    save_for_hf(model, str(out), safe_serialization=True,
-                data_config={"input_size": (3, size, size), "mean": ours["mean"], "std": ours["std"], "crop_pct": 1.0})
     meta = {"name": name or export_name(architecture, method or "ssl", train_config.get("data")), "tag": tag, **record,
             "repo_id": repo_id, "results": list(results or []), "train_config": train_config}
-    (out / "scene_ssl.json").write_text(json.dumps(meta, indent=1, default=str))
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    with _written_whole(out, weights) as tmp:
+        save_for_hf(model, str(tmp), safe_serialization=True,
+                    data_config={"input_size": (3, size, size), "mean": ours["mean"], "std": ours["std"], "crop_pct": 1.0})
+        (tmp / "scene_ssl.json").write_text(json.dumps(meta, indent=1, default=str))
     write_card(out)
     return out
+
+
+@contextlib.contextmanager
+def _written_whole(out: Path, needed: int) -> Iterator[Path]:
+    """Write ``out`` as a temporary sibling, flushed to disk, then renamed into place: a full
+    disk or a crash leaves the previous export (if any) as it was. The free space is checked first."""
+    require_free_space(out.parent, needed, f"the export {out.name}", intact=f"the previous {out}" if out.exists() else "")
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        sync_folder(tmp)
+    except Exception as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(error):
+            raise InsufficientDiskSpace(f"the disk of {out.parent} filled up while writing the export {out.name} "
+                                        f"(about {human_size(needed)} needed)") from None
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    sync_entries(out.parent)
 
 
 def read_export(folder: str | os.PathLike) -> dict[str, Any]:

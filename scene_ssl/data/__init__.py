@@ -6,7 +6,7 @@ from .sampler import EpochShuffleSampler, seeded_generator
 from .scenes import SCENE_CLASSES, make_scenes
 from .schema import class_names, num_classes
 from .views import ViewDataset, collate_decoded, collate_encoded, collate_views
-from .workers import available_cpus, worker_count
+from .workers import available_cpus, init_worker, worker_count
 
 __all__ = [
     "load_dataset",
@@ -32,4 +32,5 @@ __all__ = [
     "collate_encoded",
     "available_cpus",
     "worker_count",
+    "init_worker",
 ]

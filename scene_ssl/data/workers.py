@@ -1,9 +1,37 @@
-"""How many data-loader worker processes a loader gets."""
+"""Data-loader worker processes: how many a loader gets, and that they end with the training process.
+
+Workers leave SIGTERM / SIGUSR1 to the training process: a scheduler (SLURM at the time limit
+or on ``scancel``, a preemptible cloud) signals every process of the job, and a worker that
+died of it would break the epoch before the training process has written its checkpoint.
+But a worker must never outlive the training process, however that ends:
+
+- while the training process lives, a worker ignores the preemption signals;
+- once it is exiting (after an exception too: Python's ``atexit`` runs), a SIGTERM — which is
+  how ``multiprocessing`` ends daemonic workers at exit — ends the worker at once. Without
+  this, the exiting process waits forever for workers that ignore the signal it sends;
+- if the training process dies without exiting (SIGKILL, a crash), the kernel ends the
+  workers with it (``PR_SET_PDEATHSIG`` on Linux).
+"""
 from __future__ import annotations
 
+import atexit
+import ctypes
+import multiprocessing
 import os
+import signal
+import sys
 
-__all__ = ["available_cpus", "worker_count"]
+__all__ = ["available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS"]
+
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+#: set in the training process when it starts to exit; forked workers share the byte
+_PARENT_EXITING = multiprocessing.Value("b", 0, lock=False)
+
+
+@atexit.register  # registered after multiprocessing's own exit hook, so it runs before it
+def _parent_exiting() -> None:
+    _PARENT_EXITING.value = 1
 
 
 def available_cpus() -> int:
@@ -20,3 +48,23 @@ def worker_count(requested: int) -> int:
         (0, True)
     """
     return max(0, min(int(requested), available_cpus()))
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _PARENT_EXITING.value:  # the training process is ending and ends us: go now
+        os._exit(0)
+
+
+def _end_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the line above: nobody to work for
+        os._exit(0)
+
+
+def init_worker(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn`` of every loader in scene_ssl (see the module docstring)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    _end_with_parent()

@@ -20,10 +20,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import EpochShuffleSampler, worker_count
+from ..data import EpochShuffleSampler, init_worker, worker_count
 from ..models import rank_and_world_size
 from ..train.checkpoint import TrainState, find_checkpoint, save_checkpoint
-from ..train.preemption import ignore_preemption_signals, preemption_signals, stop_requested
+from ..train.preemption import preemption_signals, stop_requested
 from .config import DetectionConfig, schedule_iterations
 from .data import DetectionDataset, DetectionSet, collate_detection
 from .evaluate import coco_ap, gather_results, to_coco_results
@@ -72,7 +72,7 @@ def _loader(cfg: DetectionConfig, data: DetectionSet, accelerator: Accelerator) 
     workers = worker_count(cfg.num_workers)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=EpochShuffleSampler(len(dataset), seed=cfg.seed),
                         drop_last=True, num_workers=workers, collate_fn=collate_detection,
-                        worker_init_fn=ignore_preemption_signals, persistent_workers=workers > 0,
+                        worker_init_fn=init_worker, persistent_workers=workers > 0,
                         generator=torch.Generator().manual_seed(cfg.seed))  # its own: starting an epoch leaves the global RNG alone
     return dataset, loader
 
@@ -100,7 +100,7 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     ckpt_dir = out_dir / "checkpoints"
-    path = find_checkpoint(cfg.resume, ckpt_dir) if cfg.resume else None
+    path = find_checkpoint(cfg.resume, ckpt_dir, accelerator.print) if cfg.resume else None
     if path is not None:
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} at iteration {state.step}")

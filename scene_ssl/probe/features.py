@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.decode import DecodeError, decode_image
 from ..data.sampler import seeded_generator
+from ..data.workers import init_worker
 from ..heads.multilabel import POOLS
 from ..transforms import ViewNormalizer, ViewPipeline, render_views_pil
 
@@ -104,7 +105,7 @@ def extract_features(
     backbone.eval()
     features = pooled_features_fn(backbone, pool, device)
     loader = DataLoader(ProbeImages(dataset, image_size), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=collate_probe)
+                        num_workers=num_workers, collate_fn=collate_probe, worker_init_fn=init_worker)
     if accelerator is not None:
         loader = accelerator.prepare(loader)
     feats, targets = [], []

@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from ..data import class_names, load_dataset, worker_count
+from ..data import class_names, init_worker, load_dataset, worker_count
 from ..data.schema import fingerprint_of
 from ..card import dataset_name
 from ..export import add_results, evaluation_result
@@ -71,7 +71,7 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
     features = pooled_features_fn(backbone, cfg.pool, device)
     images = ProbeImages(train_ds, cfg.image_size, train=True, seed=cfg.seed)
     loader = DataLoader(images, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-                        collate_fn=collate_probe, generator=torch.Generator().manual_seed(cfg.seed))
+                        collate_fn=collate_probe, generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=init_worker)
 
     def epoch_batches(epoch: int):
         images.epoch = epoch

@@ -13,13 +13,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..data import (EpochShuffleSampler, ViewDataset, collate_decoded, collate_encoded, collate_views, is_stream,
-                    load_dataset, load_stream, worker_count)
+                    init_worker, load_dataset, load_stream, worker_count)
 from ..data.device_decode import decode_batch
 from ..data.stream import ShardedViewStream, StreamState
 from ..models import PretrainConfig, TimmBackbone
 from ..transforms import DeviceViewRenderer, ViewNormalizer
 from ..transforms.multiview import MultiViewTransform
-from .preemption import ignore_preemption_signals
 
 __all__ = ["TrainData", "build_train_data", "label_table"]
 
@@ -94,10 +93,11 @@ def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder: Ti
 
 def _loader(dataset, cfg: PretrainConfig, workers: int, accelerator: Accelerator, **sampling) -> DataLoader:
     """The data loader of either kind of dataset: batches collated for ``cfg.render``, pinned for a
-    GPU, workers that ignore preemption signals and persist across epochs (the epoch is in
+    GPU, workers that leave preemption signals to the training process but end with it
+    (:func:`~scene_ssl.data.workers.init_worker`) and persist across epochs (the epoch is in
     shared memory: no re-fork per epoch)."""
     return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, collate_fn=_COLLATE[cfg.render],
-                      pin_memory=accelerator.device.type == "cuda", worker_init_fn=ignore_preemption_signals,
+                      pin_memory=accelerator.device.type == "cuda", worker_init_fn=init_worker,
                       persistent_workers=workers > 0, **sampling)
 
 

@@ -219,7 +219,8 @@ def _convert_model(cfg: PretrainConfig, model: nn.Module) -> nn.Module:
 
 
 def _resume(cfg: PretrainConfig, accelerator: Accelerator, ckpt_dir: Path, state: TrainState) -> None:
-    path = find_checkpoint(cfg.resume, ckpt_dir) if cfg.resume else None
+    warn = lambda message: accelerator.print(message)  # noqa: E731 (once, from the main process)
+    path = find_checkpoint(cfg.resume, ckpt_dir, warn) if cfg.resume else None
     if path is not None:
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} at step {state.step}")
@@ -245,40 +246,49 @@ def _print_header(run: _Run, display_name: str) -> None:
 
 def _train(run: _Run, received: list[str], monitor: Monitor | None) -> str | None:
     """Run epochs until ``plan.end_step``; return the signal that stopped the run, if any."""
+    state, plan = run.state, run.plan
+    # the bar is closed however the run ends, so that an error is printed on a line of its own
+    with tqdm(total=plan.end_step, initial=state.step, disable=not run.accelerator.is_local_main_process,
+              desc="pretrain") as bar:
+        if state.step == 0:  # the reference: the backbone before any step
+            _monitor(run, monitor, 0)
+        run.wrapped.train()
+        run.method.begin_step(run.at())
+        while state.step < plan.end_step:
+            stopped_by = _epoch(run, received, bar)
+            if stopped_by:
+                return stopped_by
+            if state.step % plan.steps_per_epoch == 0:  # a whole epoch is done
+                _monitor(run, monitor, state.step // plan.steps_per_epoch)
+    return None
+
+
+def _epoch(run: _Run, received: list[str], bar) -> str | None:
+    """The (rest of the) current epoch, up to ``plan.end_step``; the signal that stopped it, if any."""
     cfg, state, plan, data = run.cfg, run.state, run.plan, run.data
-    bar = tqdm(total=plan.end_step, initial=state.step, disable=not run.accelerator.is_local_main_process, desc="pretrain")
-    if state.step == 0:  # the reference: the backbone before any step
-        _monitor(run, monitor, 0)
-    run.wrapped.train()
-    run.method.begin_step(run.at())
-    while state.step < plan.end_step:
-        epoch = state.step // plan.steps_per_epoch
-        done_in_epoch = (state.step % plan.steps_per_epoch) * cfg.grad_accum_steps
-        for batch in data.batches(run.accelerator, epoch, done_in_epoch):
-            if data.stream is not None:
-                data.stream.update(batch)
-            log_now = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == plan.end_step
-            out = _step(run, batch, log_now)
-            if not run.accelerator.sync_gradients:
-                continue
-            state.step += 1
-            for group in run.optimizer.param_groups:
-                group["lr"] = cosine_lr(state.step, plan.total_steps, plan.lr, plan.warmup_steps)
-            run.method.begin_step(run.at())
-            bar.update(1)
-            if log_now:
-                _log(run, out, bar)
-            if cfg.save_every and state.step % cfg.save_every == 0 and state.step < plan.end_step:
-                _check_finite(run)
-                run.progress.last_checkpoint = _save(run)
-            if stop_requested(received, run.accelerator, state.step, cfg.log_every):
-                bar.close()
-                return received[0] if received else "a signal on another process"
-            if state.step >= plan.end_step:
-                break
-        if state.step % plan.steps_per_epoch == 0:  # a whole epoch is done
-            _monitor(run, monitor, state.step // plan.steps_per_epoch)
-    bar.close()
+    epoch = state.step // plan.steps_per_epoch
+    done_in_epoch = (state.step % plan.steps_per_epoch) * cfg.grad_accum_steps
+    for batch in data.batches(run.accelerator, epoch, done_in_epoch):
+        if data.stream is not None:
+            data.stream.update(batch)
+        log_now = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == plan.end_step
+        out = _step(run, batch, log_now)
+        if not run.accelerator.sync_gradients:
+            continue
+        state.step += 1
+        for group in run.optimizer.param_groups:
+            group["lr"] = cosine_lr(state.step, plan.total_steps, plan.lr, plan.warmup_steps)
+        run.method.begin_step(run.at())
+        bar.update(1)
+        if log_now:
+            _log(run, out, bar)
+        if cfg.save_every and state.step % cfg.save_every == 0 and state.step < plan.end_step:
+            _check_finite(run)
+            run.progress.last_checkpoint = _save(run)
+        if stop_requested(received, run.accelerator, state.step, cfg.log_every):
+            return received[0] if received else "a signal on another process"
+        if state.step >= plan.end_step:
+            break
     return None
 
 
@@ -310,7 +320,14 @@ def _save(run: _Run) -> Path:
         for positions in gather_object([stream.positions]):
             stream.positions.update(positions)
     return save_checkpoint(accelerator, Path(run.cfg.output_dir) / "checkpoints", run.state.step,
-                           run.cfg.keep_checkpoints, extra={"method": run.name})
+                           run.cfg.keep_checkpoints, extra={"method": run.name}, size_hint=_state_bytes(run))
+
+
+def _state_bytes(run: _Run) -> int:
+    """About what a checkpoint takes: the model's tensors and the optimizer's."""
+    tensors = [*run.wrapped.state_dict().values(),
+               *(v for state in run.optimizer.state.values() for v in state.values() if torch.is_tensor(v))]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _count_skipped(batch: dict, seen: set[str]) -> None:

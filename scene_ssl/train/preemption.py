@@ -4,7 +4,8 @@ SLURM (``--signal=USR1@120``, or SIGTERM at the time limit and on ``scancel``) a
 preemptible cloud machines warn a job with SIGTERM or SIGUSR1 before they kill it. Inside
 :func:`preemption_signals` those signals only record themselves; the training loop then
 finishes its step, writes a checkpoint and returns, so the same command with
-``--resume auto`` goes on from there.
+``--resume auto`` goes on from there. The data-loader workers leave these signals to the
+training process (:func:`scene_ssl.data.workers.init_worker`).
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["PREEMPTION_SIGNALS", "preemption_signals", "ignore_preemption_signals", "stop_requested"]
+from ..data.workers import PREEMPTION_SIGNALS
 
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+__all__ = ["PREEMPTION_SIGNALS", "preemption_signals", "stop_requested"]
 
 
 @contextmanager
@@ -37,14 +38,6 @@ def preemption_signals() -> Iterator[list[str]]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def ignore_preemption_signals(worker_id: int = 0) -> None:
-    """DataLoader ``worker_init_fn``: the workers leave the signals to the training process
-    (a scheduler signals every process of the job; a worker killed by it would crash the
-    epoch before the checkpoint is written)."""
-    for s in PREEMPTION_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
 
 
 def stop_requested(received: list[str], accelerator, step: int, every: int) -> bool:
