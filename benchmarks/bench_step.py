@@ -28,6 +28,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
+from scene_ssl.data.workers import use_cpu_threads
 from scene_ssl.models import get_method, method_names
 
 METHODS = ("supervised", *method_names())
@@ -170,8 +171,10 @@ def main() -> None:
     ap.add_argument("--e2e-steps", type=int, default=40)
     ap.add_argument("--copies", type=int, default=8, help="hard-linked copies of the generated JPEGs")
     ap.add_argument("--data", default=None, help="dataset spec for --end-to-end (default: generated 640x480 scenes)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU compute threads (default: every core)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    threads = use_cpu_threads(args.threads, 0, device)  # synthetic tensors: no data workers
     if args.precision is None:
         args.precision = "bf16" if device.type == "cuda" else "fp32"
     if device.type == "cuda":
@@ -183,7 +186,7 @@ def main() -> None:
         methods.insert(0, "supervised")
     rows = {m: bench(m, args, device) for m in methods}
     base = rows["supervised"]
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({threads} threads)"
     print(f"\n{args.backbone} @ {args.image_size}px, {args.batch_size} crops per forward, {args.precision}, "
           f"channels_last={args.channels_last}, compile={args.compile}, {name}")
     print("| method | images/s | crops/s | step ms | peak GiB | images/s vs supervised | crops/s vs supervised |")

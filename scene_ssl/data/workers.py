@@ -1,4 +1,10 @@
-"""Data-loader worker processes: how many a loader gets, and that they end with the training process.
+"""The CPU side of a run: how many data-loader workers and compute threads it gets, and that
+its workers end with the training process.
+
+Threads: a run on the CPU computes with the cores its data workers leave free (at least one),
+whatever a launcher imposed: ``accelerate launch`` and ``torchrun`` set ``OMP_NUM_THREADS=1``
+for every process they start, which leaves all but one core idle on a CPU machine. A number
+the user chose (``--threads``, or ``OMP_NUM_THREADS`` set outside a launcher) is kept as is.
 
 Workers leave SIGTERM / SIGUSR1 to the training process: a scheduler (SLURM at the time limit
 or on ``scancel``, a preemptible cloud) signals every process of the job, and a worker that
@@ -21,7 +27,7 @@ import os
 import signal
 import sys
 
-__all__ = ["available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS"]
+__all__ = ["available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS", "compute_threads", "use_cpu_threads"]
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -48,6 +54,44 @@ def worker_count(requested: int) -> int:
         (0, True)
     """
     return max(0, min(int(requested), available_cpus()))
+
+
+def _launcher_set_threads() -> bool:
+    """Whether ``OMP_NUM_THREADS=1`` is a launcher's default rather than the user's choice
+    (``accelerate launch`` and ``torchrun`` mark the processes they start)."""
+    launched = any(k in os.environ for k in ("ACCELERATE_DYNAMO_BACKEND", "TORCHELASTIC_RUN_ID"))
+    return launched and os.environ.get("OMP_NUM_THREADS") == "1"
+
+
+def compute_threads(requested: int | None, busy_workers: int) -> int | None:
+    """Intra-op threads for a CPU run: ``requested`` when given; None (leave torch's choice)
+    when the user set ``OMP_NUM_THREADS``; else the CPUs of this process's share of the
+    machine (``LOCAL_WORLD_SIZE`` processes share it) minus ``busy_workers``, at least one.
+
+    Example:
+        >>> compute_threads(3, busy_workers=8)
+        3
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"threads must be >= 1, got {requested}")
+        return int(requested)
+    if "OMP_NUM_THREADS" in os.environ and not _launcher_set_threads():
+        return None
+    share = available_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, share - int(busy_workers))
+
+
+def use_cpu_threads(requested: int | None, busy_workers: int, device) -> int:
+    """On a CPU ``device``, set torch's intra-op threads to :func:`compute_threads`; return the
+    number of threads torch computes with."""
+    import torch
+
+    if getattr(device, "type", device) == "cpu":
+        threads = compute_threads(requested, busy_workers)
+        if threads is not None:
+            torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def _on_sigterm(signum, frame) -> None:

@@ -60,6 +60,7 @@ class DetectionConfig:
     warmup_iters: int = option(1000, "linear warm-up from 0.001 x lr (scaled with the schedule)")
     mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
     num_workers: int = option(4, "data-loader processes per training process (capped at the CPUs available)")
+    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
     seed: int = option(0, "seed of the heads, the data order and the flips")
     output_dir: str = option("outputs/detection", "where checkpoints, logs and metrics.json go")
     log_every: int = option(20, "iterations between log lines")

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import EpochShuffleSampler, init_worker, worker_count
+from ..data.workers import use_cpu_threads
 from ..models import rank_and_world_size
 from ..train.checkpoint import TrainState, find_checkpoint, save_checkpoint
 from ..train.preemption import preemption_signals, stop_requested
@@ -80,6 +81,7 @@ def _loader(cfg: DetectionConfig, data: DetectionSet, accelerator: Accelerator) 
 def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSet, val_data: DetectionSet,
                       out_dir: Path, accelerator: Accelerator) -> FinetuneResult:
     """Train a detector on ``source``'s backbone for the schedule, then evaluate it."""
+    threads = use_cpu_threads(cfg.threads, 0, accelerator.device)  # decode-only workers leave their cores free
     torch.manual_seed(cfg.seed)
     model = build_detector(source, train_data.num_classes, task=cfg.task, norm=cfg.norm, fpn_channels=cfg.fpn_channels,
                            anchor_scale=cfg.anchor_scale, train_sizes=cfg.train_sizes, max_size=cfg.max_size,
@@ -105,7 +107,8 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} at iteration {state.step}")
     accelerator.print(f"fine-tuning {cfg.task} on {source}: {len(dataset)} images, {total} iterations at "
-                      f"{total_batch} images, lr {lr:.4g} (warm-up {warmup}), norm {cfg.norm}")
+                      f"{total_batch} images, lr {lr:.4g} (warm-up {warmup}), norm {cfg.norm}"
+                      + (f", {threads} CPU thread(s)" if accelerator.device.type == "cpu" else ""))
     with preemption_signals() as received:
         images_per_s, stopped_by = _train(cfg, accelerator, model, optimizer, loader, dataset, state, total, warmup,
                                           lr, out_dir, received)

@@ -37,6 +37,7 @@ class PretrainConfig:
     decode_on: str = option("cpu", "with --augment-on gpu: cpu (workers decode) | gpu (workers read JPEG bytes; batched decode on the device)")
     decode_max_side: int | None = option(None, "gpu augmentation: decode big JPEGs at a reduced DCT scale, never below this side")
     num_workers: int = option(8, "data-loader processes per training process (capped at the CPUs available)")
+    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
     shuffle_buffer: int = option(1000, "streamed data (wds:, hf:...?streaming=1): samples each worker shuffles among")
     # model
     backbone: str = option("resnet50", "any timm model name")

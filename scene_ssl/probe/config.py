@@ -30,6 +30,7 @@ class LinearProbeConfig:
     logit_threshold: float | None = option(None, "threshold raw logits instead (0.6: the authors' script, top-3 included)")
     cache_features: bool = option(True, "extract features once (eval transform); false: RRC + flip through the backbone every epoch")
     num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
+    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
     seed: int = option(0, "seed of the head and the batches")
     output_dir: str = option("outputs/probe_linear", "where metrics.json and the feature cache go")
 
@@ -49,5 +50,6 @@ class KNNProbeConfig:
     temperature: float = option(0.07, "neighbour weight exp(cos / T)")
     batch_size: int = option(64, "images per batch of feature extraction")
     num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
+    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
     seed: int = option(0, "seed")
     output_dir: str = option("outputs/probe_knn", "where metrics.json and the feature cache go")

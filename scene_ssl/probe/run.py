@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from ..data import class_names, init_worker, load_dataset, worker_count
+from ..data.workers import use_cpu_threads
 from ..data.schema import fingerprint_of
 from ..card import dataset_name
 from ..export import add_results, evaluation_result
@@ -86,9 +87,9 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
     return head.cpu()
 
 
-def _header(cfg, kind: str, train, val, print_fn: Callable) -> None:
+def _header(cfg, kind: str, train, val, print_fn: Callable, threads: int) -> None:
     print_fn(f"{kind} of {cfg.model} on {cfg.data}: {len(train)} {cfg.train_split} / {len(val)} {cfg.val_split} images, "
-             f"{cfg.image_size} px, {cfg.pool} pool")
+             f"{cfg.image_size} px, {cfg.pool} pool, {threads} CPU thread(s)")
 
 
 def _report(cfg, mode: str, scores: torch.Tensor, targets: torch.Tensor, names: list[str], extra: dict,
@@ -140,12 +141,13 @@ def _load(cfg):
 def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = None) -> dict:
     """Fit and evaluate the linear probe; write ``metrics.json``; return the metrics."""
     accelerator = accelerator or Accelerator()
+    threads = use_cpu_threads(cfg.threads, 0, accelerator.device)  # decode-only workers leave their cores free
     train, val, names = _load(cfg)  # bad data spec / split fail here, before the model loads
     mode = _mode(cfg, train)
     torch.manual_seed(cfg.seed)
     backbone = load_backbone(cfg.model).to(accelerator.device)
     cfg = _resolved(cfg, backbone)
-    _header(cfg, "linear probe", train, val, accelerator.print)
+    _header(cfg, "linear probe", train, val, accelerator.print, threads)
     cache = Path(cfg.output_dir) / "features"
     f_val, y_val = _features(cfg, backbone, val, cfg.val_split, accelerator, cache)
     if cfg.cache_features:
@@ -173,11 +175,12 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
 def run_knn_probe(cfg: KNNProbeConfig, accelerator: Accelerator | None = None) -> dict:
     """k-NN probe; write ``metrics.json``; return the metrics."""
     accelerator = accelerator or Accelerator()
+    threads = use_cpu_threads(cfg.threads, 0, accelerator.device)  # decode-only workers leave their cores free
     train, val, names = _load(cfg)
     mode = _mode(cfg, train)
     backbone = load_backbone(cfg.model).to(accelerator.device)
     cfg = _resolved(cfg, backbone)
-    _header(cfg, f"kNN probe (k={cfg.k})", train, val, accelerator.print)
+    _header(cfg, f"kNN probe (k={cfg.k})", train, val, accelerator.print, threads)
     cache = Path(cfg.output_dir) / "features"
     f_train, y_train = _features(cfg, backbone, train, cfg.train_split, accelerator, cache)
     f_val, y_val = _features(cfg, backbone, val, cfg.val_split, accelerator, cache)

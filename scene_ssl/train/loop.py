@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import save_config
+from ..data.workers import use_cpu_threads, worker_count
 from ..models import Method, PretrainConfig, StepContext, method_of
 from ..schedule import cosine_lr
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
@@ -152,6 +153,8 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
     """
     cfg.check()
     accelerator = _checked(accelerator or make_accelerator(cfg), cfg)
+    # workers that render views keep a core busy; decode-only workers leave theirs mostly free
+    threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers) if cfg.render == "cpu" else 0, accelerator.device)
     set_seed(cfg.seed)
     _fast_backends(accelerator)
     method = cfg.build_method()  # checks the method's hyperparameters (topk <= queue size, ...)
@@ -177,7 +180,7 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
         save_config(cfg, Path(cfg.output_dir) / "config.yaml")
         accelerator.init_trackers("pretrain", config={k: v for k, v in dataclasses.asdict(cfg).items()
                                                       if isinstance(v, (int, float, str, bool))})
-    _print_header(run, spec.display_name if spec else type(method).__name__)
+    _print_header(run, spec.display_name if spec else type(method).__name__, threads)
     with preemption_signals() as received:
         stopped_by = _train(run, received, monitor)
     return _finish(run, stopped_by)
@@ -228,13 +231,14 @@ def _resume(cfg: PretrainConfig, accelerator: Accelerator, ckpt_dir: Path, state
         accelerator.print(f"--resume auto: no checkpoint in {ckpt_dir} yet, starting fresh")
 
 
-def _print_header(run: _Run, display_name: str) -> None:
+def _print_header(run: _Run, display_name: str, threads: int) -> None:
     cfg, accelerator, plan = run.cfg, run.accelerator, run.plan
     trackers = " and tensorboard (logs/)" if _trackers() else " (pip install tensorboard for curves)"
     accelerator.print(
         f"{display_name} on {cfg.backbone}: {len(run.data.dataset)} images of {cfg.data}, "
         f"{plan.steps_per_epoch} steps/epoch, {plan.total_steps} steps, lr {plan.lr:.4g} "
-        f"({cfg.lr_rule(accelerator.num_processes)}), {accelerator.num_processes} process(es), {accelerator.device}, "
+        f"({cfg.lr_rule(accelerator.num_processes)}), {accelerator.num_processes} process(es), {accelerator.device}"
+        f"{f' ({threads} CPU thread(s))' if accelerator.device.type == 'cpu' else ''}, "
         f"mixed precision {accelerator.mixed_precision}\n"
         f"logging to {Path(cfg.output_dir) / 'train_log.jsonl'}{trackers}")
     if cfg.probe_data and cfg.probe_data != cfg.data:
