@@ -18,11 +18,15 @@ __all__ = ["features_for", "class_names", "num_classes", "cache_root", "dataset_
 class GroundTruth:
     """What every source with boxes yields for detection: COCO-format ``{"images",
     "annotations", "categories"}`` (boxes xywh in pixels, masks where there are any) and how
-    to read each image (image id -> path, or HF ``{"path", "bytes"}``). ``spec`` names the data."""
+    to read each image (image id -> path, or HF ``{"path", "bytes"}``). ``spec`` names the data;
+    ``metric`` the evaluation its papers use: ``coco`` (COCOeval) or ``voc`` (VOC AP, the
+    11-point one when ``voc07``; annotations may carry ``difficult``)."""
 
     dataset: dict[str, Any]
     sources: dict[int, Any]
     spec: str
+    metric: str = "coco"
+    voc07: bool = False
 
 
 def features_for(names: list[str]) -> datasets.Features:

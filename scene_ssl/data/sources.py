@@ -32,8 +32,9 @@ from .hub import hub_ground_truth, load_hf
 from .scenes import GENERATOR_VERSION, make_scenes
 from .schema import GroundTruth, cache_root
 from .stream import StreamSource, hub_stream_source, tar_source
+from .voc import load_voc, voc_folders, voc_ground_truth
 
-__all__ = ["DataSource", "SOURCES", "parse_spec", "spec_usage", "default_scenes_dir"]
+__all__ = ["DataSource", "SOURCES", "parse_spec", "spec_usage", "default_splits", "default_scenes_dir"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,7 @@ class DataSource:
         detection: ``detection(arg, split, **options)`` -> :class:`~scene_ssl.data.schema.GroundTruth`.
         streamed: ``streamed(arg)``: whether this spec is read as a stream (``stream``) rather
             than loaded (``load``).
+        splits: the default (train, evaluation) splits of probes and detection.
     """
 
     kind: str
@@ -59,6 +61,7 @@ class DataSource:
     stream: Callable[[str, str], StreamSource] | None = None
     detection: Callable[..., GroundTruth] | None = None
     streamed: Callable[[str], bool] = lambda arg: False
+    splits: tuple[str, str] = ("train", "val")
 
 
 def default_scenes_dir() -> str:
@@ -122,6 +125,9 @@ SOURCES: dict[str, DataSource] = {s.kind: s for s in (
     DataSource("folder", "folder:<path>", _folder_check("image folder", "folder"),
                load=lambda arg, split, drop: load_folder(arg, split, drop_unlabeled=drop)),
     DataSource("wds", "wds:<shards>", _check_wds, stream=lambda arg, split: tar_source(arg), streamed=lambda arg: True),
+    DataSource("voc", "voc:<VOCdevkit>[?years=2007,2012]", lambda arg: voc_folders(arg) and None,
+               load=lambda arg, split, drop: load_voc(arg, split, drop_unlabeled=drop), detection=voc_ground_truth,
+               splits=("trainval", "test")),
 )}
 
 
@@ -129,6 +135,13 @@ def spec_usage(sep: str = ", ", *, can: str | None = None) -> str:
     """The spec kinds as users write them (those that can ``load`` / ``stream`` / do ``detection``
     when ``can`` says which), for errors and ``--help``."""
     return sep.join(s.usage for s in SOURCES.values() if can is None or getattr(s, can) is not None)
+
+
+def default_splits(spec: str) -> tuple[str, str]:
+    """The (train, evaluation) splits a probe or a detector uses by default on ``spec``:
+    ``train`` / ``val``, VOC's ``trainval`` / ``test`` (by the spec's kind; nothing is checked)."""
+    source = SOURCES.get(str(spec).partition(":")[0])
+    return source.splits if source is not None else ("train", "val")
 
 
 def parse_spec(spec: Any) -> tuple[DataSource, str]:

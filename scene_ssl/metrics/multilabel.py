@@ -17,11 +17,14 @@ def average_precision(scores: Tensor, targets: Tensor) -> Tensor:
     scores enter together (the same as ``sklearn.metrics.average_precision_score``).
 
     Args:
-        scores: (N, C) real scores (logits or probabilities). targets: (N, C) in {0, 1}.
+        scores: (N, C) real scores (logits or probabilities). targets: (N, C) in {0, 1}, or -1
+            for an entry to leave out of its class's AP (VOC's difficult-only labels).
 
     Example:
         >>> average_precision(torch.tensor([[0.9], [0.8], [0.1]]), torch.tensor([[1], [0], [1]]))
         tensor([0.8333], dtype=torch.float64)
+        >>> average_precision(torch.tensor([[0.9], [0.8], [0.1]]), torch.tensor([[1], [-1], [1]]))  # the 0.8 ignored
+        tensor([1.], dtype=torch.float64)
     """
     scores = torch.as_tensor(scores, dtype=torch.float64)
     targets = torch.as_tensor(targets, dtype=torch.float64)
@@ -32,8 +35,10 @@ def average_precision(scores: Tensor, targets: Tensor) -> Tensor:
     n, c = scores.shape
     ap = torch.full((c,), float("nan"), dtype=torch.float64)
     for k in range(c):
-        s, order = scores[:, k].sort(descending=True)
-        t = targets[order, k]
+        keep = targets[:, k] >= 0
+        s, order = scores[keep, k].sort(descending=True)
+        t = targets[keep, k][order]
+        n = t.shape[0]
         positives = t.sum()
         if positives == 0:
             continue
@@ -70,7 +75,9 @@ def multilabel_metrics(
     CF1 and OF1 are the harmonic means of (CP, CR) and (OP, OR).
 
     Args:
-        scores: (N, C). targets: (N, C) in {0, 1}.
+        scores: (N, C). targets: (N, C) in {0, 1}; -1 marks an entry that counts neither as a
+            positive nor as a negative (VOC's difficult-only labels): left out of the AP and of
+            the precision / recall counts.
 
     Example:
         >>> m = multilabel_metrics(torch.tensor([[3.0, -3.0], [-3.0, 3.0]]), torch.tensor([[1, 0], [0, 1]]))
@@ -81,9 +88,11 @@ def multilabel_metrics(
     targets = torch.as_tensor(targets).double().cpu()
     if scores.ndim != 2 or scores.shape != targets.shape:
         raise ValueError(f"scores and targets must both be (N, C), got {tuple(scores.shape)} and {tuple(targets.shape)}")
-    if not torch.all((targets == 0) | (targets == 1)):
-        raise ValueError("targets must be 0 / 1")
+    if not torch.all((targets == 0) | (targets == 1) | (targets == -1)):
+        raise ValueError("targets must be 0 / 1 (or -1: ignored)")
     ap = average_precision(scores, targets)
+    counted = (targets >= 0).double()
+    targets = targets.clamp_min(0)
     has_pos = targets.sum(0) > 0
     if top_k is not None:
         if not 1 <= top_k <= scores.shape[1]:
@@ -94,6 +103,7 @@ def multilabel_metrics(
             predicted *= _passes(scores, threshold, apply_sigmoid)
     else:
         predicted = _passes(scores, threshold, apply_sigmoid)
+    predicted = predicted * counted
     tp = (predicted * targets).sum(0)
     n_pred = predicted.sum(0)
     n_gt = targets.sum(0)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
+from ..data.sources import default_splits
 from ..card import dataset_name
 from ..export import evaluation_result
 from ..metrics import METRIC_NAMES
@@ -31,8 +32,9 @@ def compare_with_random_init(encoder: nn.Module, cfg, *, device, out_dir: Path,
                              print_fn: Callable = print) -> dict[str, dict]:
     """Linear-probe ``encoder`` and a freshly initialised copy of its architecture on
     ``cfg.probe_data`` (train -> val), print the table and write ``probe.json``."""
-    train = load_dataset(cfg.probe_data, "train", drop_unlabeled=True)
-    val = load_dataset(cfg.probe_data, "val", drop_unlabeled=True)
+    train_split, val_split = default_splits(cfg.probe_data)
+    train = load_dataset(cfg.probe_data, train_split, drop_unlabeled=True)
+    val = load_dataset(cfg.probe_data, val_split, drop_unlabeled=True)
     torch.manual_seed(cfg.seed)
     random_init = TimmBackbone(cfg.backbone).to(device)
     print_fn(f"\nlinear probe ({cfg.probe_pool} pool, {cfg.probe_image_size} px, {cfg.probe_epochs} epochs) on "
@@ -62,4 +64,5 @@ def probe_after_training(cfg, run) -> list[dict[str, Any]]:
     return [evaluation_result(
         "image-classification", f"multi-label linear probe ({cfg.probe_pool}, {cfg.probe_image_size} px)",
         dataset_name(cfg.probe_data),
-        {k: table["pretrained"][k] for k in METRIC_NAMES}, source=f"main job (random init: {baseline})")]
+        {k: table["pretrained"][k] for k in METRIC_NAMES}, split=default_splits(cfg.probe_data)[1],
+        source=f"main job (random init: {baseline})")]

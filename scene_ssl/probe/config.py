@@ -4,11 +4,19 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import option
+from ..data.sources import default_splits
 
 __all__ = ["LinearProbeConfig", "KNNProbeConfig"]
 
 _MODEL = "training output folder | export folder | local-dir:... | hf-hub:org/name | random:<timm name>"
 _IMAGE_SIZE = "image side, px (default: the model's own input size, from its pretrained_cfg)"
+_SPLITS = "(default: the data's own: train / val, VOC's trainval / test)"
+
+
+def _with_splits(cfg) -> None:
+    """Fill in the splits left unset with the data source's defaults."""
+    train, val = default_splits(cfg.data)
+    cfg.train_split, cfg.val_split = cfg.train_split or train, cfg.val_split or val
 
 
 @dataclasses.dataclass
@@ -16,9 +24,9 @@ class LinearProbeConfig:
     """The BAM authors' GAMP linear probe (defaults), on any checkpoint and dataset."""
 
     model: str = option("outputs/mls_scenes", _MODEL)
-    data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | folder:/path (class subfolders)")
-    train_split: str = option("train", "split the head is trained on")
-    val_split: str = option("val", "split the metrics are measured on")
+    data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | voc:/VOCdevkit[?years=2007] | folder:/path (class subfolders)")
+    train_split: str | None = option(None, f"split the head is trained on {_SPLITS}")
+    val_split: str | None = option(None, f"split the metrics are measured on {_SPLITS}")
     mode: str = option("auto", "auto | multilabel | singlelabel")
     pool: str = option("avgmax", "pooling of the frozen feature map: avgmax (GAMP) | avg | max")
     image_size: int | None = option(None, _IMAGE_SIZE)
@@ -34,15 +42,18 @@ class LinearProbeConfig:
     seed: int = option(0, "seed of the head and the batches")
     output_dir: str = option("outputs/probe_linear", "where metrics.json and the feature cache go")
 
+    def check(self) -> None:
+        _with_splits(self)
+
 
 @dataclasses.dataclass
 class KNNProbeConfig:
     """k-nearest-neighbour classification on frozen, L2-normalised features."""
 
     model: str = option("outputs/mls_scenes", _MODEL)
-    data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | folder:/path (class subfolders)")
-    train_split: str = option("train", "split the neighbours come from")
-    val_split: str = option("val", "split the metrics are measured on")
+    data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | voc:/VOCdevkit[?years=2007] | folder:/path (class subfolders)")
+    train_split: str | None = option(None, f"split the neighbours come from {_SPLITS}")
+    val_split: str | None = option(None, f"split the metrics are measured on {_SPLITS}")
     mode: str = option("auto", "auto | multilabel | singlelabel")
     pool: str = option("avg", "pooling of the frozen feature map: avgmax | avg | max")
     image_size: int | None = option(None, _IMAGE_SIZE)
@@ -53,3 +64,6 @@ class KNNProbeConfig:
     threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
     seed: int = option(0, "seed")
     output_dir: str = option("outputs/probe_knn", "where metrics.json and the feature cache go")
+
+    def check(self) -> None:
+        _with_splits(self)

@@ -1,6 +1,7 @@
 """Frozen-backbone features for the probes: decode, resize, normalise, pool."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import datasets
@@ -19,15 +20,17 @@ from ..data.workers import init_worker
 from ..heads.multilabel import POOLS
 from ..transforms import ViewNormalizer, ViewPipeline, render_views_pil
 
-__all__ = ["ProbeImages", "extract_features", "feature_map_pool", "pooled_features_fn"]
+__all__ = ["ProbeImages", "extract_features", "feature_map_pool", "pooled_features_fn", "warn_skipped"]
 
 
 class ProbeImages(Dataset):
     """Images resized to ``size`` x ``size`` (uint8 HWC) with their multi-hot targets.
 
     ``train=False`` (evaluation) squashes the whole image to the square, as the authors'
-    script does (448 x 448); ``train=True`` takes a RandomResizedCrop + flip. Unreadable
-    images are dropped (``None``; :func:`collate_probe` filters them) and named in the warning.
+    script does (448 x 448); ``train=True`` takes a RandomResizedCrop + flip. Targets are the
+    ``multi_hot`` column, -1 where an ``ignore`` column (VOC's difficult-only labels) says so.
+    An unreadable image gives ``{"skipped": its name}``: :func:`collate_probe` leaves it out
+    and :func:`extract_features` warns once per file and counts it.
     """
 
     def __init__(self, dataset: datasets.Dataset, size: int, train: bool = False, seed: int = 0) -> None:
@@ -49,7 +52,10 @@ class ProbeImages(Dataset):
             pixels = render_views_pil(image, self.augment.sample(torch.tensor([[0.0, 0.0, *image.size]]), g), [self.augment])[0]
         else:
             pixels = torch.from_numpy(np.array(image.resize((self.size, self.size), Image.Resampling.BILINEAR)))
-        return {"pixels": pixels, "target": torch.tensor(row["multi_hot"], dtype=torch.float32)}
+        target = torch.tensor(row["multi_hot"], dtype=torch.float32)
+        if "ignore" in row:
+            target = target - torch.tensor(row["ignore"], dtype=torch.float32)  # 0 -> -1 where ignored
+        return {"pixels": pixels, "target": target}
 
 
 def collate_probe(samples: list[dict]) -> dict[str, Any]:
@@ -108,9 +114,10 @@ def extract_features(
                         num_workers=num_workers, collate_fn=collate_probe, worker_init_fn=init_worker)
     if accelerator is not None:
         loader = accelerator.prepare(loader)
-    feats, targets = [], []
+    feats, targets, skipped = [], [], []
     show = desc is not None and (accelerator is None or accelerator.is_local_main_process)
     for batch in tqdm(loader, desc=desc, disable=not show, leave=False):
+        warn_skipped(batch["skipped"], skipped)
         f = features(batch["pixels"])
         t = batch["target"].to(device)
         if accelerator is not None:
@@ -118,4 +125,15 @@ def extract_features(
         feats.append(f.cpu())
         targets.append(t.cpu())
     backbone.train(was_training)
+    if skipped:
+        warnings.warn(f"{len(skipped)} unreadable image(s) left out of the probe set of {len(dataset)} "
+                      f"(first: {skipped[0]})", stacklevel=2)
     return torch.cat(feats), torch.cat(targets)
+
+
+def warn_skipped(names: list[str], seen: list[str]) -> None:
+    """Warn once for each unreadable file not met before, and remember it (each counts once)."""
+    for name in names:
+        if name not in seen:
+            seen.append(name)
+            warnings.warn(f"skipping unreadable image: {name}", stacklevel=3)

@@ -15,7 +15,7 @@ def knn_scores(train_feats: Tensor, train_targets: Tensor, query_feats: Tensor, 
 
     ``score_c(q) = Σ_{j ∈ kNN(q)} w_j y_jc / Σ_j w_j`` with ``w_j = exp(cos(q, x_j) / T)``.
     For multi-hot targets the scores rank labels (mAP); for one-hot targets their argmax is
-    the prediction (top-1).
+    the prediction (top-1). An ignored training label (-1, VOC's difficult-only) votes 0.
 
     Example:
         >>> train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
@@ -26,7 +26,7 @@ def knn_scores(train_feats: Tensor, train_targets: Tensor, query_feats: Tensor, 
     if not 1 <= k <= train_feats.shape[0]:
         raise ValueError(f"k must be in [1, {train_feats.shape[0]}], got {k}")
     train = F.normalize(train_feats.float(), dim=1)
-    targets = train_targets.float()
+    targets = train_targets.float().clamp_min(0)
     out = []
     for start in range(0, query_feats.shape[0], chunk):
         q = F.normalize(query_feats[start : start + chunk].float(), dim=1)

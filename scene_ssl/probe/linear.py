@@ -49,7 +49,7 @@ def train_linear_head(
             if single_label:
                 loss = F.cross_entropy(logits, targets.argmax(dim=1))
             else:
-                loss = F.binary_cross_entropy_with_logits(logits, targets)
+                loss = _bce(logits, targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -57,6 +57,15 @@ def train_linear_head(
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, total, lr)
     return head
+
+
+def _bce(logits: Tensor, targets: Tensor) -> Tensor:
+    """Binary cross-entropy over the entries that count: a -1 target (VOC's difficult-only
+    labels) is left out, as the VOC classification protocol does."""
+    if (targets < 0).any():
+        counted = targets >= 0
+        return F.binary_cross_entropy_with_logits(logits[counted], targets[counted])
+    return F.binary_cross_entropy_with_logits(logits, targets)
 
 
 def fit_linear_head(

@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..data import check_spec, load_dataset
+from ..data.sources import default_splits
 from ..metrics import multilabel_metrics
 from .features import extract_features
 from .knn import knn_scores
@@ -25,7 +26,7 @@ class KNNMonitor:
         >>> KNNMonitor("imagenet", image_size=32)
         Traceback (most recent call last):
         ...
-        ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>[?streaming=1], folder:<path>, wds:<shards>
+        ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, ...
     """
 
     def __init__(self, data: str, *, image_size: int, pool: str = "avg", k: int = 20, max_train: int = 2000,
@@ -44,8 +45,9 @@ class KNNMonitor:
 
     def _load(self):
         if self._splits is None:
-            train = load_dataset(self.data, "train", drop_unlabeled=True)
-            val = load_dataset(self.data, "val", drop_unlabeled=True)
+            train_split, val_split = default_splits(self.data)
+            train = load_dataset(self.data, train_split, drop_unlabeled=True)
+            val = load_dataset(self.data, val_split, drop_unlabeled=True)
             self._splits = (train.select(range(min(len(train), self.max_train))),
                             val.select(range(min(len(val), self.max_val))))
         return self._splits

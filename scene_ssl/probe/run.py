@@ -26,7 +26,7 @@ from ..metrics import METRIC_NAMES, multilabel_metrics, topk_accuracy
 from ..loading import export_folder, load_backbone
 from ..models import TimmBackbone
 from .config import KNNProbeConfig, LinearProbeConfig
-from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn
+from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn, warn_skipped
 from .knn import knn_scores
 from .linear import fit_linear_head, new_linear_head, probe_lr, train_linear_head
 
@@ -74,9 +74,12 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
     loader = DataLoader(images, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
                         collate_fn=collate_probe, generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=init_worker)
 
+    skipped: list[str] = []
+
     def epoch_batches(epoch: int):
         images.epoch = epoch
         for batch in loader:
+            warn_skipped(batch["skipped"], skipped)
             with torch.no_grad():  # frozen backbone, BN in eval mode
                 f = features(batch["pixels"])
             yield f, batch["target"].to(device)
