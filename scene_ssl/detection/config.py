@@ -5,8 +5,9 @@ import dataclasses
 import re
 
 from ..config import option
+from ..data.sources import default_splits
 from .data import BBOX_FORMATS
-from .model import NORMS, TASKS
+from .model import ARCHITECTURES, BOX_HEADS, NORMS, TASKS
 
 __all__ = ["DetectionConfig", "schedule_iterations"]
 
@@ -19,16 +20,23 @@ def schedule_iterations(schedule: str, total_batch: int) -> int:
     scaled inversely with the batch (the linear scaling rule keeps the images seen); a plain
     number is that many iterations.
 
+    ``"24000@16"`` is 24k iterations at 16 images, scaled the same way (MoCo's VOC schedule).
+
     Example:
         >>> schedule_iterations("1x", 16), schedule_iterations("2x", 64), schedule_iterations("300", 8)
         (90000, 45000, 300)
+        >>> schedule_iterations("24000@16", 8)
+        48000
     """
     match = re.fullmatch(r"(\d+(?:\.\d+)?)x", schedule.strip())
     if match:
         return max(1, round(float(match.group(1)) * BASE_ITERATIONS * BASE_BATCH / total_batch))
+    match = re.fullmatch(r"(\d+)@(\d+)", schedule.strip())
+    if match:
+        return max(1, round(int(match.group(1)) * int(match.group(2)) / total_batch))
     if schedule.strip().isdigit() and int(schedule) > 0:
         return int(schedule)
-    raise ValueError(f"schedule must be like 1x / 2x or a number of iterations, got {schedule!r}")
+    raise ValueError(f"schedule must be like 1x / 2x, 24000@16 or a number of iterations, got {schedule!r}")
 
 
 @dataclasses.dataclass
@@ -37,11 +45,14 @@ class DetectionConfig:
 
     model: str = option("outputs/mls_scenes", "pretrained backbone: training output | export folder | local-dir:... | hf-hub:... | random:<timm name>")
     compare_random: bool = option(True, "also fine-tune random:<same architecture> with the same settings")
-    data: str = option("scenes", "detection data: scenes | coco:/path | hf:<repo or folder> (objects with bbox and category)")
+    data: str = option("scenes", "detection data: scenes | coco:/path | voc:/VOCdevkit[?years=2007,2012] | hf:<repo or folder> (objects with bbox and category)")
     bbox_format: str = option("xyxy", "hf: data only: objects.bbox as xyxy (detection-datasets) | xywh (COCO)")
-    train_split: str = option("train", "split the detector is trained on")
-    val_split: str = option("val", "split COCO AP is measured on")
+    train_split: str | None = option(None, "split the detector is trained on (default: the data's own: train, VOC's trainval)")
+    val_split: str | None = option(None, "split AP is measured on (default: the data's own: val, VOC's test)")
     task: str = option("segm", "bbox (Faster R-CNN) | segm (Mask R-CNN, box and mask AP; needs masks)")
+    architecture: str = option("fpn", "fpn (an FPN over the stages) | c4 (MoCo's / the BAM authors' R50-C4: stride-16 trunk, the last stage as RoI head)")
+    box_head: str = option("2fc", "FPN box head: 2fc (Detectron2's standard) | 4conv1fc (DenseCL / ORL; BN in it and in the mask head with bn / syncbn)")
+    extra_norm: bool = option(True, "C4: a BN after the last stage in the RoI head (MoCo's Res5ROIHeadsExtraNorm)")
     norm: str = option("syncbn", "BN in backbone, FPN and heads: syncbn (MoCo / MLS protocol) | bn (per process) | frozen")
     fpn_channels: int = option(256, "FPN and head width")
     anchor_scale: float = option(8.0, "anchor size = scale x stride (8: 32-512 px on strides 4-64)")
@@ -51,7 +62,10 @@ class DetectionConfig:
     rois_per_image: int = option(512, "RoIs sampled per image for the box head")
     proposals_train: int = option(2000, "RPN proposals kept per image at training")
     proposals_test: int = option(1000, "RPN proposals kept per image at evaluation")
-    schedule: str = option("1x", "1x (90k iterations at 16 images) | 2x | ... | a number of iterations")
+    pre_nms_train: int | None = option(None, "RPN proposals before NMS at training (default: proposals_train; Detectron2's C4: 12000)")
+    pre_nms_test: int | None = option(None, "RPN proposals before NMS at evaluation (default: proposals_test; Detectron2's C4: 6000)")
+    schedule: str = option("1x", "1x (90k iterations at 16 images) | 2x | ... | 24000@16 (iterations at a batch, scaled to this one) | a number of iterations")
+    lr_steps: tuple[float, ...] = option((2 / 3, 8 / 9), "fractions of the schedule where the lr drops x0.1 (1x: 60k and 80k of 90k; VOC 24k: 0.75, 0.9167)")
     batch_size: int = option(2, "images per process per step")
     eval_batch_size: int = option(1, "images per forward pass at evaluation (1, as Detectron2 and torchvision's references: no padding shared between images)")
     base_lr: float = option(0.02, "learning rate per 16 images: lr = base_lr x total batch / 16")
@@ -69,8 +83,16 @@ class DetectionConfig:
     resume: str | None = option(None, "auto (resume if a checkpoint exists, else start) | latest | a checkpoint folder")
 
     def check(self) -> None:
+        train, val = default_splits(self.data)
+        self.train_split, self.val_split = self.train_split or train, self.val_split or val
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.box_head not in BOX_HEADS:
+            raise ValueError(f"box_head must be one of {BOX_HEADS}, got {self.box_head!r}")
+        if not self.lr_steps or not all(0 < f < 1 for f in self.lr_steps):
+            raise ValueError(f"lr_steps must be fractions in (0, 1), got {self.lr_steps}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.bbox_format not in BBOX_FORMATS:

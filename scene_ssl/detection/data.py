@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from ..data import decode_image
 from ..data.hub import BBOX_FORMATS
+from ..data.schema import GroundTruth
 from ..data.sampler import seeded_generator
 from ..data.sources import parse_spec, spec_usage
 from .evaluate import coco_from_dict
@@ -27,7 +28,9 @@ __all__ = ["DetectionSet", "load_detection_set", "DetectionDataset", "collate_de
 
 @dataclasses.dataclass
 class DetectionSet:
-    """Ground truth and images of one split. Label ``k + 1`` of a model is ``category_ids[k]``."""
+    """Ground truth and images of one split. Label ``k + 1`` of a model is ``category_ids[k]``.
+    ``metric``: how its papers evaluate it, ``coco`` (COCOeval) or ``voc`` (VOC AP; 11-point
+    when ``voc07``)."""
 
     coco: COCO
     category_ids: list[int]
@@ -35,6 +38,8 @@ class DetectionSet:
     image_ids: list[int]
     sources: dict[int, Any]  # image id -> path, or HF {"path", "bytes"}
     has_masks: bool
+    metric: str = "coco"
+    voc07: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -45,12 +50,13 @@ class DetectionSet:
         return [a for a in anns if include_crowd or not a.get("iscrowd", 0)]
 
 
-def _finish(coco: COCO, sources: dict[int, Any], spec: str) -> DetectionSet:
+def _finish(coco: COCO, truth: GroundTruth) -> DetectionSet:
     if not coco.anns:
-        raise ValueError(f"{spec} has no boxes: detection needs annotated objects")
+        raise ValueError(f"{truth.spec} has no boxes: detection needs annotated objects")
     cat_ids = sorted(coco.getCatIds())
     has_masks = all("segmentation" in a and a["segmentation"] for a in coco.anns.values())
-    return DetectionSet(coco, cat_ids, [coco.cats[c]["name"] for c in cat_ids], sorted(coco.imgs), sources, has_masks)
+    return DetectionSet(coco, cat_ids, [coco.cats[c]["name"] for c in cat_ids], sorted(coco.imgs), truth.sources,
+                        has_masks, truth.metric, truth.voc07)
 
 
 def load_detection_set(spec: str, split: str, *, bbox_format: str = "xyxy") -> DetectionSet:
@@ -69,7 +75,7 @@ def load_detection_set(spec: str, split: str, *, bbox_format: str = "xyxy") -> D
     if source.detection is None:
         raise ValueError(f"{spec} has no boxes: detection needs {spec_usage(can='detection')}")
     truth = source.detection(arg, split, bbox_format=bbox_format)
-    return _finish(coco_from_dict(truth.dataset), truth.sources, truth.spec)
+    return _finish(coco_from_dict(truth.dataset), truth)
 
 
 class DetectionDataset(Dataset):
@@ -83,15 +89,21 @@ class DetectionDataset(Dataset):
     def __init__(self, data: DetectionSet, *, train: bool, masks: bool = False, seed: int = 0) -> None:
         if masks and not data.has_masks:
             raise ValueError("task segm needs masks, and this data has boxes only")
-        self.data, self.train, self.masks, self.seed, self.epoch = data, train, masks, seed, 0
+        self.data, self.train, self.masks, self.seed = data, train, masks, seed
+        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()  # seen by persistent workers
         self.image_ids = [i for i in data.image_ids if data.annotations(i)] if train else list(data.image_ids)
         self.label_of = {c: k + 1 for k, c in enumerate(data.category_ids)}
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """The epoch of the flips: in shared memory, so that persistent workers see it."""
+        self._epoch.fill_(int(epoch))
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
         image_id = self.image_ids[index]

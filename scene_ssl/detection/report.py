@@ -9,20 +9,32 @@ from ..card import dataset_name
 from ..export import add_results, evaluation_result
 from ..loading import export_folder
 from .config import DetectionConfig
-from .evaluate import AP_NAMES
 
 __all__ = ["detection_table", "write_report"]
 
 
+def _names(metrics: dict) -> list[str]:
+    """The AP numbers of one evaluation (COCO's six or VOC's three), not its per-class table."""
+    return [k for k, v in metrics.items() if isinstance(v, (int, float))]
+
+
 def detection_table(rows: dict[str, dict]) -> str:
     """``| backbone | AP_bb ... | AP_mk ... | wall | images/s |`` from ``{name: {"metrics", "minutes", "images_per_s"}}``."""
-    iou_types = sorted({t for r in rows.values() for t in r["metrics"]})
-    head = [f"{name}{'_bb' if t == 'bbox' else '_mk'}" for t in iou_types for name in AP_NAMES]
+    first = next(iter(rows.values()))["metrics"]
+    iou_types = sorted(first)
+    head = [f"{name}{'_bb' if t == 'bbox' else '_mk'}" for t in iou_types for name in _names(first[t])]
     lines = ["| backbone | " + " | ".join(head) + " | wall min | train images/s |", "|---|" + "---:|" * (len(head) + 2)]
     for name, r in rows.items():
-        cells = [f"{r['metrics'][t][k]:.1f}" for t in iou_types for k in AP_NAMES]
+        cells = [f"{r['metrics'][t][k]:.1f}" for t in iou_types for k in _names(first[t])]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['minutes']:.1f} | {r['images_per_s']:.1f} |")
     return "\n".join(lines)
+
+
+def _detector(cfg: DetectionConfig) -> str:
+    """``Mask R-CNN R50-FPN``-style name of the detector a config trains, and its metric."""
+    arch = "C4" if cfg.architecture == "c4" else f"FPN {cfg.box_head}"
+    metric = "VOC AP" if cfg.data.startswith("voc:") else "COCO AP"
+    return f"{'Mask' if cfg.task == 'segm' else 'Faster'} R-CNN {arch}, {metric}"
 
 
 def write_report(cfg: DetectionConfig, rows: dict[str, dict], print_fn: Callable = print) -> Path:
@@ -31,7 +43,7 @@ def write_report(cfg: DetectionConfig, rows: dict[str, dict], print_fn: Callable
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sizes = f"{min(cfg.train_sizes)}-{max(cfg.train_sizes)}" if len(cfg.train_sizes) > 1 else str(cfg.train_sizes[0])
-    print_fn(f"\ndetection transfer ({'Mask' if cfg.task == 'segm' else 'Faster'} R-CNN FPN, norm {cfg.norm}, "
+    print_fn(f"\ndetection transfer ({_detector(cfg)}, norm {cfg.norm}, "
              f"schedule {cfg.schedule}, train {sizes} px / test {cfg.test_size} px) on {cfg.data} {cfg.val_split}:\n"
              + detection_table(rows))
     (out / "metrics.json").write_text(json.dumps({"config": {k: list(v) if isinstance(v, tuple) else v
@@ -40,7 +52,7 @@ def write_report(cfg: DetectionConfig, rows: dict[str, dict], print_fn: Callable
     folder = export_folder(cfg.model)
     if folder is not None and "pretrained" in rows:
         data = dataset_name(cfg.data)
-        name = f"{'Mask' if cfg.task == 'segm' else 'Faster'} R-CNN FPN ({cfg.norm}, {cfg.schedule}, {cfg.test_size} px)"
+        name = f"{_detector(cfg)} ({cfg.norm}, {cfg.schedule}, {cfg.test_size} px)"
         metrics = {f"{k}{'_bb' if t == 'bbox' else '_mk'}": v for t, m in rows["pretrained"]["metrics"].items() for k, v in m.items()}
         baseline = rows.get("random init", {}).get("metrics", {}).get("bbox", {}).get("AP")
         source = "transfer_detection.py" + (f" (random init: AP_bb {baseline:.1f})" if baseline is not None else "")

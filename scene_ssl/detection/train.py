@@ -28,6 +28,7 @@ from ..train.preemption import preemption_signals, stop_requested
 from .config import DetectionConfig, schedule_iterations
 from .data import DetectionDataset, DetectionSet, collate_detection
 from .evaluate import coco_ap, gather_results, to_coco_results
+from .voc_eval import voc_detection_ap
 from .model import build_detector
 
 __all__ = ["FinetuneResult", "finetune_detector", "evaluate_detector", "make_detection_accelerator", "lr_factor"]
@@ -53,14 +54,15 @@ def make_detection_accelerator(cfg: DetectionConfig) -> Accelerator:
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
-def lr_factor(it: int, total: int, warmup: int) -> float:
-    """Linear warm-up from 0.001, then x0.1 at 2/3 and at 8/9 of ``total`` iterations.
+def lr_factor(it: int, total: int, warmup: int, steps: tuple[float, ...] = (2 / 3, 8 / 9)) -> float:
+    """Linear warm-up from 0.001, then x0.1 at each fraction ``steps`` of ``total`` iterations
+    (Detectron2's 1x: 60k and 80k of 90k).
 
     Example:
         >>> [lr_factor(i, 90, 10) for i in (0, 10, 60, 80)]
         [0.001, 1.0, 0.1, 0.010000000000000002]
     """
-    factor = 0.1 ** sum(it >= round(total * f) for f in (2 / 3, 8 / 9))
+    factor = 0.1 ** sum(it >= round(total * f) for f in steps)
     if it < warmup:
         factor *= 0.001 + (1 - 0.001) * it / warmup
     return factor
@@ -83,17 +85,20 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
     """Train a detector on ``source``'s backbone for the schedule, then evaluate it."""
     threads = use_cpu_threads(cfg.threads, 0, accelerator.device)  # decode-only workers leave their cores free
     torch.manual_seed(cfg.seed)
-    model = build_detector(source, train_data.num_classes, task=cfg.task, norm=cfg.norm, fpn_channels=cfg.fpn_channels,
+    model = build_detector(source, train_data.num_classes, task=cfg.task, norm=cfg.norm, architecture=cfg.architecture,
+                           box_head=cfg.box_head, extra_norm=cfg.extra_norm, fpn_channels=cfg.fpn_channels,
                            anchor_scale=cfg.anchor_scale, train_sizes=cfg.train_sizes, max_size=cfg.max_size,
-                           rois_per_image=cfg.rois_per_image, proposals=(cfg.proposals_train, cfg.proposals_test))
+                           rois_per_image=cfg.rois_per_image, proposals=(cfg.proposals_train, cfg.proposals_test),
+                           pre_nms=(cfg.pre_nms_train or cfg.proposals_train, cfg.pre_nms_test or cfg.proposals_test))
     if cfg.norm == "syncbn":
         if accelerator.num_processes > 1 and accelerator.device.type == "cpu":
             raise ValueError("norm syncbn needs GPUs with several processes (torch's SyncBatchNorm does not run on CPU); use --norm bn")
         model = timm.layers.convert_sync_batchnorm(model)
     total_batch = cfg.batch_size * accelerator.num_processes
     total = schedule_iterations(cfg.schedule, total_batch)
-    # a 1x / 2x schedule scales its warm-up with the batch like its length; a plain count keeps it
-    warmup = min(total, round(cfg.warmup_iters * 16 / total_batch) if cfg.schedule.strip().endswith("x") else cfg.warmup_iters)
+    # a scaled schedule (1x, 24000@16) scales its warm-up with the batch like its length; a plain count keeps it
+    scaled = not cfg.schedule.strip().isdigit()
+    warmup = min(total, round(cfg.warmup_iters * 16 / total_batch) if scaled else cfg.warmup_iters)
     lr = cfg.base_lr * total_batch / 16
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -139,7 +144,7 @@ def _train(cfg, accelerator, model, optimizer, loader, dataset, state, total, wa
         dataset.set_epoch(epoch)
         for images_list, targets in epoch_loader:
             for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(state.step, total, warmup)
+                group["lr"] = lr * lr_factor(state.step, total, warmup, cfg.lr_steps)
             losses = model(images_list, targets)
             loss = sum(losses.values())
             accelerator.backward(loss)
@@ -173,8 +178,9 @@ def _train(cfg, accelerator, model, optimizer, loader, dataset, state, total, wa
 
 @torch.no_grad()
 def evaluate_detector(model: nn.Module, data: DetectionSet, cfg: DetectionConfig) -> dict[str, dict[str, float]]:
-    """COCO AP of ``model`` (unwrapped) on ``data``: each process predicts every n-th image at
-    ``cfg.test_size``, the results are gathered, and every process returns the same numbers."""
+    """AP of ``model`` (unwrapped) on ``data`` by the data's own protocol (COCOeval; VOC AP for
+    ``voc:``): each process predicts every n-th image at ``cfg.test_size``, the results are
+    gathered, and every process returns the same numbers."""
     rank, world = rank_and_world_size()
     device = next(model.parameters()).device
     dataset = DetectionDataset(data, train=False)
@@ -194,5 +200,7 @@ def evaluate_detector(model: nn.Module, data: DetectionSet, cfg: DetectionConfig
     model.transform.min_size = sizes
     model.train(was_training)
     results = gather_results(results)
+    if data.metric == "voc":  # the VOC protocol's metric (boxes only)
+        return {"bbox": voc_detection_ap(data.coco, results, voc07=data.voc07, image_ids=dataset.image_ids)}
     iou_types = ("bbox", "segm") if cfg.task == "segm" else ("bbox",)
     return {t: coco_ap(data.coco, results, t, image_ids=dataset.image_ids) for t in iou_types}

@@ -36,6 +36,25 @@ def test_training_flips_boxes_with_the_pixels(det_scenes):
     assert 0 < flipped < len(train)
 
 
+def test_flips_change_with_the_epoch_through_persistent_workers(det_scenes):
+    from torch.utils.data import DataLoader
+
+    from scene_ssl.data import init_worker
+    from scene_ssl.detection import collate_detection
+
+    dataset = DetectionDataset(load_detection_set(f"coco:{det_scenes}", "train"), train=True, seed=0)
+    loader = DataLoader(dataset, batch_size=4, num_workers=1, persistent_workers=True, collate_fn=collate_detection,
+                        worker_init_fn=init_worker)
+
+    def boxes(epoch):
+        dataset.set_epoch(epoch)
+        return [t["boxes"] for _, targets in loader for t in targets]
+
+    first, second, again = boxes(0), boxes(1), boxes(0)
+    assert any(not torch.equal(a, b) for a, b in zip(first, second)), "the same flips in epochs 0 and 1"
+    assert all(torch.equal(a, b) for a, b in zip(first, again)), "an epoch's flips are not reproducible"
+
+
 def test_hub_detection_schema_becomes_coco_ground_truth(tmp_path):
     cats = write_detection_parquet(tmp_path / "repo")
     data = load_detection_set(f"hf:{tmp_path / 'repo'}", "train", bbox_format="xyxy")

@@ -59,8 +59,10 @@ def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(det_scenes, t
     def run(out, resume=None, kill_at=None):
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
-        cfg = parse_config(DetectionConfig, [*TINY, "--schedule", "6", "--task", "bbox", "--output-dir", str(out),
-                                             *(["--resume", resume] if resume else [])])
+        # 24 images at 2: 12 iterations an epoch, so the run crosses into epoch 1 (new flips, drawn by a
+        # persistent worker), is cut there and resumed there
+        cfg = parse_config(DetectionConfig, [*TINY, "--schedule", "14", "--task", "bbox", "--output-dir", str(out),
+                                             "--num-workers", "1", *(["--resume", resume] if resume else [])])
         if kill_at is not None:  # the scheduler's warning arrives during a given iteration
             from torch.optim import SGD
             real, calls = SGD.step, []
@@ -76,9 +78,9 @@ def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(det_scenes, t
         return result
 
     straight = run(tmp_path / "a")
-    cut = run(tmp_path / "b", resume="auto", kill_at=3)
-    assert cut.stopped_by == "SIGTERM" and cut.iterations == 3 and not cut.metrics
-    assert [p.name for p in list_checkpoints(tmp_path / "b" / "checkpoints")] == ["step_00000003"]
+    cut = run(tmp_path / "b", resume="auto", kill_at=13)
+    assert cut.stopped_by == "SIGTERM" and cut.iterations == 13 and not cut.metrics
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "checkpoints")] == ["step_00000013"]
     resumed = run(tmp_path / "b", resume="auto")
     assert resumed.finished and resumed.metrics == straight.metrics
     a, b = straight.model.state_dict(), resumed.model.state_dict()
