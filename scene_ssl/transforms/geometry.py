@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,35 +65,39 @@ def sample_resized_crops(
         regions: (N, 4) float boxes in pixels.
 
     Returns:
-        (N, 4) crop boxes (x0, y0, x1, y1) in the same pixel frame as ``regions``.
+        (N, 4) float64 crop boxes (x0, y0, x1, y1) in the same pixel frame as ``regions``.
+
+    The random numbers come from ``generator`` (torch); the arithmetic runs in numpy
+    float64: a worker draws a few views per image, where a torch op's call overhead would
+    cost more than its work.
     """
-    regions = regions.double()
+    regions = regions.double().numpy()
     n = regions.shape[0]
     w = regions[:, 2] - regions[:, 0]
     h = regions[:, 3] - regions[:, 1]
-    rand = torch.rand(n, 3 * attempts + 2, generator=generator, dtype=torch.float64)
+    rand = torch.rand(n, 3 * attempts + 2, generator=generator, dtype=torch.float64).numpy()
     area = (w * h)[:, None] * (scale[0] + (scale[1] - scale[0]) * rand[:, :attempts])  # (N, A)
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * rand[:, attempts : 2 * attempts])
-    cw = torch.round(torch.sqrt(area * aspect))
-    ch = torch.round(torch.sqrt(area / aspect))
+    aspect = np.exp(log_lo + (log_hi - log_lo) * rand[:, attempts : 2 * attempts])
+    cw = np.round(np.sqrt(area * aspect))
+    ch = np.round(np.sqrt(area / aspect))
     fits = (cw > 0) & (ch > 0) & (cw <= w[:, None]) & (ch <= h[:, None])
-    first = fits.double().argmax(dim=1, keepdim=True)  # first attempt that fits
-    cw = cw.gather(1, first).squeeze(1)
-    ch = ch.gather(1, first).squeeze(1)
-    ox = torch.floor(rand[:, -2] * (w - cw + 1)).clamp_min(0)
-    oy = torch.floor(rand[:, -1] * (h - ch + 1)).clamp_min(0)
+    first = fits.argmax(axis=1)[:, None]  # first attempt that fits
+    cw = np.take_along_axis(cw, first, 1)[:, 0]
+    ch = np.take_along_axis(ch, first, 1)[:, 0]
+    ox = np.maximum(np.floor(rand[:, -2] * (w - cw + 1)), 0)
+    oy = np.maximum(np.floor(rand[:, -1] * (h - ch + 1)), 0)
 
     # fallback: central crop with the aspect ratio clamped into `ratio`
     in_ratio = w / h
-    fb_w = torch.where(in_ratio < ratio[0], w, torch.where(in_ratio > ratio[1], torch.round(h * ratio[1]), w))
-    fb_h = torch.where(in_ratio < ratio[0], torch.round(w / ratio[0]), h)
-    fb_h = torch.where(in_ratio > ratio[1], h, fb_h)
-    ok = fits.any(dim=1)
-    cw = torch.where(ok, cw, fb_w)
-    ch = torch.where(ok, ch, fb_h)
-    ox = torch.where(ok, ox, torch.floor((w - fb_w) / 2))
-    oy = torch.where(ok, oy, torch.floor((h - fb_h) / 2))
+    fb_w = np.where(in_ratio < ratio[0], w, np.where(in_ratio > ratio[1], np.round(h * ratio[1]), w))
+    fb_h = np.where(in_ratio < ratio[0], np.round(w / ratio[0]), h)
+    fb_h = np.where(in_ratio > ratio[1], h, fb_h)
+    ok = fits.any(axis=1)
+    cw = np.where(ok, cw, fb_w)
+    ch = np.where(ok, ch, fb_h)
+    ox = np.where(ok, ox, np.floor((w - fb_w) / 2))
+    oy = np.where(ok, oy, np.floor((h - fb_h) / 2))
     x0 = regions[:, 0] + ox
     y0 = regions[:, 1] + oy
-    return torch.stack([x0, y0, x0 + cw, y0 + ch], dim=1)
+    return torch.from_numpy(np.stack([x0, y0, x0 + cw, y0 + ch], axis=1))

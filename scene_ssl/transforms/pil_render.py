@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageStat
 from torch import Tensor
 
 import torchvision.transforms.functional as TF
@@ -66,21 +66,16 @@ def render_views_pil(image: Image.Image, params: ViewParams, pipelines: list[Vie
     crops = params.crop.tolist()
     views = [image.resize((size, size), _RESAMPLE, box=tuple(crops[i])) for i in range(n)]
 
-    fast = [
-        i for i in range(n)
-        if (bool(params.gray[i]) or bool(params.jitter[i])) and not (bool(params.jitter[i]) and pipelines[i].hue_mode == "hsv")
-    ]
+    jitter, gray = params.jitter.tolist(), params.gray.tolist()
+    fast = [i for i in range(n) if (gray[i] or jitter[i]) and not (jitter[i] and pipelines[i].hue_mode == "hsv")]
     if fast:
         # the mean colour only matters for contrast; a 4x-reduced copy gives it within rounding
-        mean_rgb = torch.from_numpy(
-            np.stack([np.asarray(views[i].reduce(4), dtype=np.float64).mean(axis=(0, 1)) for i in fast])
-        )
-        sub = ViewParams(**{k: v[fast] for k, v in vars(params).items()})
-        A, t = jitter_affine(sub, mean_rgb)
+        mean_rgb = torch.tensor([ImageStat.Stat(views[i].reduce(4)).mean for i in fast], dtype=torch.float64)
+        A, t = jitter_affine(params.rows(fast), mean_rgb)
         for j, i in enumerate(fast):
             views[i] = views[i].convert("RGB", _matrix12(A[j].numpy(), t[j].numpy()))
 
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    out = []
     for i in range(n):
         view = views[i]
         if bool(params.jitter[i]) and pipelines[i].hue_mode == "hsv":
@@ -93,5 +88,5 @@ def render_views_pil(image: Image.Image, params: ViewParams, pipelines: list[Vie
             view = _solarize(view, pipelines[i].solarize_threshold)
         if bool(params.flip[i]):
             view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        out[i] = np.asarray(view)
-    return torch.from_numpy(out)
+        out.append(view.tobytes())
+    return torch.frombuffer(bytearray().join(out), dtype=torch.uint8).view(n, size, size, 3)  # one copy out of PIL

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,6 +42,10 @@ class ViewParams:
 
     def row(self, i: int) -> "ViewParams":
         return ViewParams(**{f.name: getattr(self, f.name)[i : i + 1] for f in fields(self)})
+
+    def rows(self, index: list[int]) -> "ViewParams":
+        """The views ``index`` (a list of row numbers), in that order."""
+        return ViewParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @staticmethod
     def cat(parts: list["ViewParams"]) -> "ViewParams":
@@ -123,24 +128,21 @@ class ViewPipeline:
             raise ValueError(f"hue_mode must be one of {HUE_MODES}, got {self.hue_mode!r}")
 
     def sample(self, regions: Tensor, generator: torch.Generator | None = None) -> ViewParams:
-        """Draw the parameters of one view for each region (N, 4) (x0, y0, x1, y1)."""
+        """Draw the parameters of one view for each region (N, 4) (x0, y0, x1, y1).
+
+        The random numbers come from ``generator``; the arithmetic on them runs in numpy (a
+        few views per call: torch's per-op overhead would dominate)."""
         n = regions.shape[0]
         crop = sample_resized_crops(regions, self.scale, self.ratio, generator)
-        u = torch.rand(n, 10, generator=generator, dtype=torch.float64)
+        u = torch.rand(n, 10, generator=generator, dtype=torch.float64).numpy()
         b, c, s, h = self.jitter
-        lows = torch.tensor([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -h], dtype=torch.float64)
-        highs = torch.tensor([1 + b, 1 + c, 1 + s, h], dtype=torch.float64)
+        lows = np.array([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -h])
+        highs = np.array([1 + b, 1 + c, 1 + s, h])
         factors = lows + (highs - lows) * u[:, :4]
         order = torch.rand(n, 4, generator=generator).argsort(dim=1)
         sigma = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * u[:, 4]
-        return ViewParams(
-            crop=crop,
-            jitter=u[:, 5] < self.jitter_p,
-            factors=factors,
-            order=order,
-            gray=u[:, 6] < self.grayscale_p,
-            blur=u[:, 7] < self.blur_p,
-            sigma=sigma,
-            solarize=u[:, 8] < self.solarize_p,
-            flip=u[:, 9] < self.flip_p,
-        )
+        draws = torch.from_numpy(u[:, 5:] < np.array([self.jitter_p, self.grayscale_p, self.blur_p, self.solarize_p,
+                                                       self.flip_p]))
+        jitter, gray, blur, solarize, flip = draws.unbind(1)
+        return ViewParams(crop=crop, jitter=jitter, factors=torch.from_numpy(factors), order=order, gray=gray, blur=blur,
+                          sigma=torch.from_numpy(sigma), solarize=solarize, flip=flip)
