@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import math
 import time
 
@@ -34,11 +35,14 @@ from scene_ssl.models import get_method, method_names
 METHODS = ("supervised", *method_names())
 
 
-def build(method: str, backbone: str):
-    """The registered method with its paper defaults (its module's), or supervised training."""
+def build(method: str, backbone: str, heads: dict | None = None):
+    """The registered method with its paper defaults (its module's), or supervised training.
+    ``heads`` overrides the constructor arguments a method has (small heads and queues on a CPU)."""
     if method == "supervised":
         return timm.create_model(backbone, num_classes=1000)
-    return get_method(method).module(backbone)
+    module = get_method(method).module
+    accepted = inspect.signature(module).parameters
+    return module(backbone, **{k: v for k, v in (heads or {}).items() if k in accepted})
 
 
 def make_step(method, model, opt, batch, image_size, device, autocast, channels_last):
@@ -69,7 +73,7 @@ def make_step(method, model, opt, batch, image_size, device, autocast, channels_
 
 def bench(method, args, device) -> dict:
     torch.manual_seed(0)
-    model = build(method, args.backbone).to(device)
+    model = build(method, args.backbone, getattr(args, "heads", None)).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
