@@ -66,7 +66,7 @@ def _launcher_set_threads() -> bool:
 def compute_threads(requested: int | None, busy_workers: int) -> int | None:
     """Intra-op threads for a CPU run: ``requested`` when given; None (leave torch's choice)
     when the user set ``OMP_NUM_THREADS``; else the CPUs of this process's share of the
-    machine (``LOCAL_WORLD_SIZE`` processes share it) minus ``busy_workers``, at least one.
+    machine (``LOCAL_WORLD_SIZE`` processes share it) minus its data workers, at least one.
 
     Example:
         >>> compute_threads(3, busy_workers=8)

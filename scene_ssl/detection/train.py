@@ -83,7 +83,7 @@ def _loader(cfg: DetectionConfig, data: DetectionSet, accelerator: Accelerator) 
 def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSet, val_data: DetectionSet,
                       out_dir: Path, accelerator: Accelerator) -> FinetuneResult:
     """Train a detector on ``source``'s backbone for the schedule, then evaluate it."""
-    threads = use_cpu_threads(cfg.threads, 0, accelerator.device)  # decode-only workers leave their cores free
+    threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     torch.manual_seed(cfg.seed)
     model = build_detector(source, train_data.num_classes, task=cfg.task, norm=cfg.norm, architecture=cfg.architecture,
                            box_head=cfg.box_head, extra_norm=cfg.extra_norm, fpn_channels=cfg.fpn_channels,
@@ -184,6 +184,8 @@ def evaluate_detector(model: nn.Module, data: DetectionSet, cfg: DetectionConfig
     rank, world = rank_and_world_size()
     device = next(model.parameters()).device
     dataset = DetectionDataset(data, train=False)
+    if cfg.eval_images:
+        dataset.image_ids = dataset.image_ids[: cfg.eval_images]
     was_training, sizes = model.training, model.transform.min_size
     model.eval()
     model.transform.min_size = (cfg.test_size,)

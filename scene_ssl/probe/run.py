@@ -144,7 +144,7 @@ def _load(cfg):
 def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = None) -> dict:
     """Fit and evaluate the linear probe; write ``metrics.json``; return the metrics."""
     accelerator = accelerator or Accelerator()
-    threads = use_cpu_threads(cfg.threads, 0, accelerator.device)  # decode-only workers leave their cores free
+    threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     train, val, names = _load(cfg)  # bad data spec / split fail here, before the model loads
     mode = _mode(cfg, train)
     torch.manual_seed(cfg.seed)
@@ -178,7 +178,7 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
 def run_knn_probe(cfg: KNNProbeConfig, accelerator: Accelerator | None = None) -> dict:
     """k-NN probe; write ``metrics.json``; return the metrics."""
     accelerator = accelerator or Accelerator()
-    threads = use_cpu_threads(cfg.threads, 0, accelerator.device)  # decode-only workers leave their cores free
+    threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     train, val, names = _load(cfg)
     mode = _mode(cfg, train)
     backbone = load_backbone(cfg.model).to(accelerator.device)

@@ -153,8 +153,9 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
     """
     cfg.check()
     accelerator = _checked(accelerator or make_accelerator(cfg), cfg)
-    # workers that render views keep a core busy; decode-only workers leave theirs mostly free
-    threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers) if cfg.render == "cpu" else 0, accelerator.device)
+    # every worker keeps a core busy: even decode-only ones, at the quick job's step rate
+    # (measured: its 1 worker + 2 threads on 2 cores trains at 1054 images/s, + 1 thread at 1150)
+    threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     set_seed(cfg.seed)
     _fast_backends(accelerator)
     method = cfg.build_method()  # checks the method's hyperparameters (topk <= queue size, ...)
