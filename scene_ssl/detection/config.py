@@ -67,6 +67,7 @@ class DetectionConfig:
     schedule: str = option("1x", "1x (90k iterations at 16 images) | 2x | ... | 24000@16 (iterations at a batch, scaled to this one) | a number of iterations")
     lr_steps: tuple[float, ...] = option((2 / 3, 8 / 9), "fractions of the schedule where the lr drops x0.1 (1x: 60k and 80k of 90k; VOC 24k: 0.75, 0.9167)")
     batch_size: int = option(2, "images per process per step")
+    eval_images: int | None = option(None, "evaluate on the first N images of the split (none: all; quick runs)")
     eval_batch_size: int = option(1, "images per forward pass at evaluation (1, as Detectron2 and torchvision's references: no padding shared between images)")
     base_lr: float = option(0.02, "learning rate per 16 images: lr = base_lr x total batch / 16")
     weight_decay: float = option(1e-4, "SGD weight decay")
@@ -87,6 +88,8 @@ class DetectionConfig:
         self.train_split, self.val_split = self.train_split or train, self.val_split or val
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.eval_images is not None and self.eval_images < 1:
+            raise ValueError(f"eval_images must be >= 1 (or none: all), got {self.eval_images}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.box_head not in BOX_HEADS:
