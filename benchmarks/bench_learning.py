@@ -88,6 +88,13 @@ def probe(backbone, args, probe_size: int, seed: int) -> dict[str, float]:
     return {"linear_mAP": linear["mAP"], "linear_CF1": linear["CF1"], "knn_mAP": knn["mAP"]}
 
 
+def fresh_pretrain(cfg, cpu: bool):
+    """``pretrain(cfg)`` with an Accelerator of its own: one run after another in this process."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return pretrain(cfg, accelerator=Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu))
+
+
 def run_one(method: str, seed: int, args) -> dict:
     start = time.perf_counter()
     if method == "random":
@@ -96,10 +103,7 @@ def run_one(method: str, seed: int, args) -> dict:
         row = probe(TimmBackbone(cfg.backbone), args, cfg.probe_image_size, seed)
         return {**row, "train_min": 0.0}
     cfg = method_config(method, seed, args)
-    AcceleratorState._reset_state(reset_partial_state=True)  # one Accelerator per run in this process
-    GradientState._reset_state()
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    run = pretrain(cfg, accelerator=accelerator)
+    run = fresh_pretrain(cfg, cpu=not torch.cuda.is_available())
     train_min = (time.perf_counter() - start) / 60
     row = probe(run.model.encoder, args, cfg.probe_image_size, seed)
     for key in ("pl_precision", "pl_chance", "loss_nce", "loss_mls", "loss_sim", "loss_ia", "loss_dense", "loss_bce",

@@ -102,6 +102,16 @@ def bench(method, args, device) -> dict:
     return {"images_s": images / dt, "crops_s": crops / dt, "step_ms": 1000 * dt, "peak_gib": peak}
 
 
+def crop_matched_config(method: str, values: dict, crops: int):
+    """The method's config with ``values`` and a batch giving ``crops`` crops per encoder forward,
+    as the supervised row: a two-view method ``crops`` images, BAM's 8 views ``crops / 4``."""
+    from scene_ssl.config import load_config
+
+    spec = get_method(method)
+    views = load_config(spec.config, None, values).build_views().num_views
+    return load_config(spec.config, None, {**values, "batch_size": crops * 2 // views})
+
+
 def end_to_end(args, methods, device) -> dict:
     """Steady-state images/s of the real loop from JPEGs, CPU vs device augmentation."""
     import tempfile
@@ -109,7 +119,6 @@ def end_to_end(args, methods, device) -> dict:
 
     from accelerate import Accelerator
 
-    from scene_ssl.config import load_config
     from scene_ssl.data import make_scenes
     from scene_ssl.train import pretrain
 
@@ -135,10 +144,7 @@ def end_to_end(args, methods, device) -> dict:
                           augment_on=aug, decode_on=decode, output_dir=str(tmp / f"{method}_{aug}_{decode}"),
                           channels_last=args.channels_last,
                           mixed_precision="no" if args.precision == "fp32" else args.precision, compile=args.compile)
-            spec = get_method(method)
-            views = load_config(spec.config, None, common).build_views().num_views
-            # B crops per encoder forward, as the supervised row: BAM's 8 views per image take B/4 images
-            cfg = load_config(spec.config, None, {**common, "batch_size": args.batch_size * 2 // views})
+            cfg = crop_matched_config(method, common, args.batch_size)
             accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=device.type == "cpu")
             summary = pretrain(cfg, accelerator=accelerator)
             views = summary.model.num_views

@@ -151,9 +151,9 @@ class _Utilisation:
 def section_e2e(args, emit) -> None:
     import tempfile
 
+    import bench_learning
     import bench_step
 
-    from scene_ssl.config import load_config
     from scene_ssl.data import make_scenes
     from scene_ssl.models import get_method
 
@@ -178,25 +178,14 @@ def section_e2e(args, emit) -> None:
             if smoke:  # small heads and queues: the paper's are minutes of CPU time
                 fields = {f.name for f in dataclasses.fields(spec.config)}
                 common.update({k: v for k, v in SMOKE_HEADS.items() if k in fields})
-            views = load_config(spec.config, None, common).build_views().num_views
-            cfg = load_config(spec.config, None, {**common, "batch_size": batch * 2 // views})
+            cfg = bench_step.crop_matched_config(method, common, batch)
+            views = cfg.build_views().num_views
             with _Utilisation() as use:
-                run = bench_step_pretrain(cfg, device)
+                run = bench_learning.fresh_pretrain(cfg, cpu=device.type == "cpu")
             ips = run.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
             emit({"method": method, "path": {"cpu": "CPU views", "gpu": "augment on GPU"}[aug] + (" + decode on GPU" if decode == "gpu" else ""),
                   "workers": workers, "images_s": round(ips, 1), "crops_s": round(ips * views, 1),
                   "vs_supervised_crops": round(ips * views / supervised, 3), **use.means()})
-
-
-def bench_step_pretrain(cfg, device):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
-    from scene_ssl.train import pretrain
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    return pretrain(cfg, accelerator=Accelerator(mixed_precision=cfg.mixed_precision, cpu=device.type == "cpu"))
 
 
 def section_learning(args, emit) -> None:

@@ -1,11 +1,12 @@
 """Files that survive crashes: free space checked before writing, data flushed before a rename,
 and a manifest that says whether a folder is whole.
 
-A checkpoint or an export is written into a temporary folder, its files are flushed to disk
-(``fsync``), a ``manifest.json`` listing every file with its size and CRC-32 is written last,
-and only then is the folder renamed into place: a crash, a power cut or a full disk leaves
-the previous one intact, and a folder later damaged (a truncated copy, a storage fault) is
-recognised before anything loads it.
+A checkpoint is written into a temporary folder, its files are flushed to disk (``fsync``), a
+``manifest.json`` listing every file with its size and CRC-32 is written last, and only then is
+the folder renamed into place: a crash, a power cut or a full disk leaves the previous one
+intact, and a folder later damaged (a truncated copy, a storage fault) is recognised before
+anything loads it. An export is written, flushed and renamed the same way (timm and the Hub
+read it; it carries no manifest).
 
 Example:
     >>> import tempfile
@@ -27,7 +28,7 @@ import zlib
 from pathlib import Path
 
 __all__ = ["InsufficientDiskSpace", "require_free_space", "is_disk_full", "folder_size", "sync_folder", "sync_entries",
-           "write_manifest", "check_manifest", "MANIFEST", "human_size"]
+           "write_manifest", "check_manifest", "MANIFEST", "human_size", "tensor_bytes"]
 
 MANIFEST = "manifest.json"
 
@@ -65,6 +66,11 @@ def require_free_space(folder: str | os.PathLike, needed: int, what: str, *, int
 def is_disk_full(error: BaseException) -> bool:
     """Whether an error from a write is a full disk (or a quota), whatever library raised it."""
     return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error)
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes of the tensors' data: about what writing them takes."""
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def folder_size(folder: str | os.PathLike) -> int:

@@ -27,7 +27,8 @@ from timm.models import save_for_hf
 from torch import nn
 
 from .card import dataset_name, write_card
-from .durable import InsufficientDiskSpace, human_size, is_disk_full, require_free_space, sync_entries, sync_folder
+from .durable import (InsufficientDiskSpace, human_size, is_disk_full, require_free_space, sync_entries, sync_folder,
+                      tensor_bytes)
 from .models import get_method, method_names
 
 __all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result",
@@ -136,7 +137,7 @@ def save_pretrained(
     model.pretrained_cfg = ours
     meta = {"name": name or export_name(architecture, method or "ssl", train_config.get("data")), "tag": tag, **record,
             "repo_id": repo_id, "results": list(results or []), "train_config": train_config}
-    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    weights = tensor_bytes(model.state_dict().values())
     with _written_whole(out, weights) as tmp:
         save_for_hf(model, str(tmp), safe_serialization=True,
                     data_config={"input_size": (3, size, size), "mean": ours["mean"], "std": ours["std"], "crop_pct": 1.0})

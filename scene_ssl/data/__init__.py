@@ -1,4 +1,5 @@
-"""Data sources (COCO via pycocotools, HF datasets, image folders, the embedded scenes) and loaders."""
+"""Data sources (the embedded scenes, COCO via pycocotools, VOC, HF datasets, image folders, tar shards; one table in
+``sources.py``) and loaders."""
 from .decode import DecodeError, decode_image
 from .load import check_spec, default_scenes_dir, is_stream, load_dataset, load_stream
 from .sources import SOURCES, DataSource, parse_spec, spec_usage

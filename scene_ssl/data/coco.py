@@ -34,11 +34,8 @@ def _paths(root: Path, split: str) -> tuple[Path, Path]:
 def coco_ground_truth(root: str | os.PathLike, split: str) -> GroundTruth:
     """The instances of ``split`` (``annotations/instances_{split}2017.json``) and where each image is."""
     root = Path(root).expanduser()
-    ann = root / "annotations" / f"instances_{split}2017.json"
-    if not ann.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {ann}")
+    ann, folder = _paths(root, split)
     dataset = json.loads(ann.read_text())
-    folder = root / f"{split}2017"
     sources = {int(info["id"]): str(folder / info["file_name"]) for info in dataset.get("images", [])}
     return GroundTruth(dataset, sources, f"coco:{root}")
 

@@ -137,11 +137,13 @@ def spec_usage(sep: str = ", ", *, can: str | None = None) -> str:
     return sep.join(s.usage for s in SOURCES.values() if can is None or getattr(s, can) is not None)
 
 
-def default_splits(spec: str) -> tuple[str, str]:
-    """The (train, evaluation) splits a probe or a detector uses by default on ``spec``:
-    ``train`` / ``val``, VOC's ``trainval`` / ``test`` (by the spec's kind; nothing is checked)."""
+def default_splits(spec: str, train: str | None = None, val: str | None = None) -> tuple[str, str]:
+    """The (train, evaluation) splits a probe or a detector uses on ``spec``: ``train`` / ``val``
+    as given, else the source's defaults: ``train`` / ``val``, VOC's ``trainval`` / ``test`` (by
+    the spec's kind; nothing is checked)."""
     source = SOURCES.get(str(spec).partition(":")[0])
-    return source.splits if source is not None else ("train", "val")
+    default = source.splits if source is not None else ("train", "val")
+    return train or default[0], val or default[1]
 
 
 def parse_spec(spec: Any) -> tuple[DataSource, str]:

@@ -1,6 +1,7 @@
 """The SSL dataset: decode each image once, make all its views, skip unreadable files."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import datasets
@@ -14,7 +15,7 @@ from .decode import DecodeError, dct_reduction, describe_source, load_image, ope
 from .device_decode import read_encoded
 from .sampler import seeded_generator
 
-__all__ = ["ViewDataset", "collate_views", "collate_decoded", "collate_encoded", "worker_item", "MAX_CONSECUTIVE_FAILURES",
+__all__ = ["ViewDataset", "warn_skipped", "collate_views", "collate_decoded", "collate_encoded", "worker_item", "MAX_CONSECUTIVE_FAILURES",
            "RENDER_MODES"]
 
 #: cpu: the worker renders the views; device: it decodes, the training device renders;
@@ -151,6 +152,15 @@ def worker_item(image, params, transform: MultiViewTransform, render: str) -> di
     if render == "device":
         return {"image": torch.from_numpy(np.array(image)), "params": vars(params).copy()}
     return {"views": transform.render(image, params)}
+
+
+def warn_skipped(names, seen: set[str]) -> None:
+    """Warn once for each unreadable file not met before and remember it, so that each is
+    counted once (the training loop and the probes alike)."""
+    for name in names or []:
+        if name not in seen:
+            seen.add(name)
+            warnings.warn(f"skipping unreadable image: {name}", stacklevel=3)
 
 
 def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,17 +22,31 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import multiprocessing
 import os
 import signal
 import sys
 
-__all__ = ["available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS", "compute_threads", "use_cpu_threads"]
+__all__ = ["available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS", "compute_threads", "use_cpu_threads",
+           "THREADS_HELP", "check_threads"]
+
+#: the ``--threads`` help of every recipe config
+THREADS_HELP = ("CPU runs: compute threads (default: the cores the data workers leave free, at least one; "
+                "a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse ``--threads`` below 1 (None: automatic) when the config is read, on any device."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 (or none: automatic), got {threads}")
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-#: set in the training process when it starts to exit; forked workers share the byte
+#: set in the training process when it starts to exit; its workers share the byte (handed to
+#: them by :data:`init_worker`, so that spawned workers share it as well as forked ones)
 _PARENT_EXITING = multiprocessing.Value("b", 0, lock=False)
+_exiting = _PARENT_EXITING  # in a worker: the training process's byte
 
 
 @atexit.register  # registered after multiprocessing's own exit hook, so it runs before it
@@ -73,8 +87,7 @@ def compute_threads(requested: int | None, busy_workers: int) -> int | None:
         3
     """
     if requested is not None:
-        if requested < 1:
-            raise ValueError(f"threads must be >= 1, got {requested}")
+        check_threads(requested)
         return int(requested)
     if "OMP_NUM_THREADS" in os.environ and not _launcher_set_threads():
         return None
@@ -95,7 +108,7 @@ def use_cpu_threads(requested: int | None, busy_workers: int, device) -> int:
 
 
 def _on_sigterm(signum, frame) -> None:
-    if _PARENT_EXITING.value:  # the training process is ending and ends us: go now
+    if _exiting.value:  # the training process is ending and ends us: go now
         os._exit(0)
 
 
@@ -107,8 +120,14 @@ def _end_with_parent() -> None:
         os._exit(0)
 
 
-def init_worker(worker_id: int = 0) -> None:
-    """DataLoader ``worker_init_fn`` of every loader in scene_ssl (see the module docstring)."""
+def _init_worker(worker_id: int, exiting) -> None:
+    global _exiting
+    _exiting = exiting
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     _end_with_parent()
+
+
+#: DataLoader ``worker_init_fn`` of every loader in scene_ssl (see the module docstring); it
+#: carries the training process's exit flag to the workers however they are started
+init_worker = functools.partial(_init_worker, exiting=_PARENT_EXITING)

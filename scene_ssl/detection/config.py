@@ -6,6 +6,7 @@ import re
 
 from ..config import option
 from ..data.sources import default_splits
+from ..data.workers import THREADS_HELP, check_threads
 from .data import BBOX_FORMATS
 from .model import ARCHITECTURES, BOX_HEADS, NORMS, TASKS
 
@@ -75,7 +76,7 @@ class DetectionConfig:
     warmup_iters: int = option(1000, "linear warm-up from 0.001 x lr (scaled with the schedule)")
     mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
     num_workers: int = option(4, "data-loader processes per training process (capped at the CPUs available)")
-    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
+    threads: int | None = option(None, THREADS_HELP)
     seed: int = option(0, "seed of the heads, the data order and the flips")
     output_dir: str = option("outputs/detection", "where checkpoints, logs and metrics.json go")
     log_every: int = option(20, "iterations between log lines")
@@ -84,8 +85,8 @@ class DetectionConfig:
     resume: str | None = option(None, "auto (resume if a checkpoint exists, else start) | latest | a checkpoint folder")
 
     def check(self) -> None:
-        train, val = default_splits(self.data)
-        self.train_split, self.val_split = self.train_split or train, self.val_split or val
+        self.train_split, self.val_split = default_splits(self.data, self.train_split, self.val_split)
+        check_threads(self.threads)
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.eval_images is not None and self.eval_images < 1:

@@ -24,6 +24,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..loading import load_backbone
+from ..models import TimmBackbone
 
 __all__ = ["NORMS", "TASKS", "ARCHITECTURES", "BOX_HEADS", "TimmFPN", "TimmC4", "load_trunk", "load_c4", "build_detector"]
 
@@ -37,12 +38,13 @@ ARCHITECTURES = ("fpn", "c4")
 BOX_HEADS = ("2fc", "4conv1fc")
 
 
-def load_trunk(source: str, out_indices: tuple[int, ...] | None = None) -> tuple[nn.Module, dict, str]:
+def load_trunk(source: str, out_indices: tuple[int, ...] | None = None,
+               backbone: TimmBackbone | None = None) -> tuple[nn.Module, dict, str]:
     """``(trunk, data_config, architecture)``: a timm ``features_only`` model holding exactly the
     weights of ``source`` (anything :func:`scene_ssl.loading.load_backbone` takes), loaded
     through timm's own pretrained-file path so that every architecture's renaming is timm's.
-    ``out_indices`` picks the stages (default: all)."""
-    backbone = load_backbone(source)
+    ``out_indices`` picks the stages (default: all); ``backbone`` is ``source`` already loaded."""
+    backbone = backbone or load_backbone(source)
     arch = backbone.model.pretrained_cfg.get("architecture") or backbone.name
     data_config = timm.data.resolve_model_data_config(backbone.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +156,7 @@ def load_c4(source: str) -> tuple[nn.Module, nn.Module, int, dict]:
     if info[-2]["reduction"] != 16:
         raise ValueError(f"architecture c4 needs a stride-16 stage before the last one; {backbone.name}'s is "
                          f"{info[-2]['reduction']}")
-    trunk, data_config, _ = load_trunk(source, out_indices=(len(info) - 2,))
+    trunk, data_config, _ = load_trunk(source, out_indices=(len(info) - 2,), backbone=backbone)
     res5 = copy.deepcopy(model.get_submodule(info[-1]["module"]))
     return trunk, res5, info[-1]["num_chs"], data_config
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import option
 from ..data.sources import spec_usage
+from ..data.workers import THREADS_HELP, check_threads
 from ..transforms.multiview import MultiViewTransform
 
 __all__ = ["PretrainConfig", "AUGMENT_ON", "MIXED_PRECISION"]
@@ -37,7 +38,7 @@ class PretrainConfig:
     decode_on: str = option("cpu", "with --augment-on gpu: cpu (workers decode) | gpu (workers read JPEG bytes; batched decode on the device)")
     decode_max_side: int | None = option(None, "gpu augmentation: decode big JPEGs at a reduced DCT scale, never below this side")
     num_workers: int = option(8, "data-loader processes per training process (capped at the CPUs available)")
-    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
+    threads: int | None = option(None, THREADS_HELP)
     shuffle_buffer: int = option(1000, "streamed data (wds:, hf:...?streaming=1): samples each worker shuffles among")
     # model
     backbone: str = option("resnet50", "any timm model name")
@@ -123,5 +124,6 @@ class PretrainConfig:
             raise ValueError(f"decode_on must be one of {AUGMENT_ON}, got {self.decode_on!r}")
         if self.decode_on == "gpu" and self.augment_on != "gpu":
             raise ValueError("decode_on gpu decodes for the device renderer: it needs augment_on gpu too")
+        check_threads(self.threads)
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION[1:]}, got {self.mixed_precision!r}")

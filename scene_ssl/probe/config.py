@@ -5,6 +5,7 @@ import dataclasses
 
 from ..config import option
 from ..data.sources import default_splits
+from ..data.workers import THREADS_HELP, check_threads
 
 __all__ = ["LinearProbeConfig", "KNNProbeConfig"]
 
@@ -15,8 +16,8 @@ _SPLITS = "(default: the data's own: train / val, VOC's trainval / test)"
 
 def _with_splits(cfg) -> None:
     """Fill in the splits left unset with the data source's defaults."""
-    train, val = default_splits(cfg.data)
-    cfg.train_split, cfg.val_split = cfg.train_split or train, cfg.val_split or val
+    cfg.train_split, cfg.val_split = default_splits(cfg.data, cfg.train_split, cfg.val_split)
+    check_threads(cfg.threads)
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ class LinearProbeConfig:
     logit_threshold: float | None = option(None, "threshold raw logits instead (0.6: the authors' script, top-3 included)")
     cache_features: bool = option(True, "extract features once (eval transform); false: RRC + flip through the backbone every epoch")
     num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
-    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
+    threads: int | None = option(None, THREADS_HELP)
     seed: int = option(0, "seed of the head and the batches")
     output_dir: str = option("outputs/probe_linear", "where metrics.json and the feature cache go")
 
@@ -61,7 +62,7 @@ class KNNProbeConfig:
     temperature: float = option(0.07, "neighbour weight exp(cos / T)")
     batch_size: int = option(64, "images per batch of feature extraction")
     num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
-    threads: int | None = option(None, "CPU runs: compute threads (default: the cores the data workers leave free, at least one; a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
+    threads: int | None = option(None, THREADS_HELP)
     seed: int = option(0, "seed")
     output_dir: str = option("outputs/probe_knn", "where metrics.json and the feature cache go")
 

@@ -16,11 +16,12 @@ from tqdm.auto import tqdm
 
 from ..data.decode import DecodeError, decode_image
 from ..data.sampler import seeded_generator
+from ..data.views import warn_skipped
 from ..data.workers import init_worker
 from ..heads.multilabel import POOLS
 from ..transforms import ViewNormalizer, ViewPipeline, render_views_pil
 
-__all__ = ["ProbeImages", "extract_features", "feature_map_pool", "pooled_features_fn", "warn_skipped"]
+__all__ = ["ProbeImages", "extract_features", "feature_map_pool", "pooled_features_fn"]
 
 
 class ProbeImages(Dataset):
@@ -114,7 +115,7 @@ def extract_features(
                         num_workers=num_workers, collate_fn=collate_probe, worker_init_fn=init_worker)
     if accelerator is not None:
         loader = accelerator.prepare(loader)
-    feats, targets, skipped = [], [], []
+    feats, targets, skipped = [], [], set()
     show = desc is not None and (accelerator is None or accelerator.is_local_main_process)
     for batch in tqdm(loader, desc=desc, disable=not show, leave=False):
         warn_skipped(batch["skipped"], skipped)
@@ -127,13 +128,5 @@ def extract_features(
     backbone.train(was_training)
     if skipped:
         warnings.warn(f"{len(skipped)} unreadable image(s) left out of the probe set of {len(dataset)} "
-                      f"(first: {skipped[0]})", stacklevel=2)
+                      f"(e.g. {min(skipped)})", stacklevel=2)
     return torch.cat(feats), torch.cat(targets)
-
-
-def warn_skipped(names: list[str], seen: list[str]) -> None:
-    """Warn once for each unreadable file not met before, and remember it (each counts once)."""
-    for name in names:
-        if name not in seen:
-            seen.append(name)
-            warnings.warn(f"skipping unreadable image: {name}", stacklevel=3)

@@ -26,7 +26,8 @@ from ..metrics import METRIC_NAMES, multilabel_metrics, topk_accuracy
 from ..loading import export_folder, load_backbone
 from ..models import TimmBackbone
 from .config import KNNProbeConfig, LinearProbeConfig
-from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn, warn_skipped
+from ..data.views import warn_skipped
+from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn
 from .knn import knn_scores
 from .linear import fit_linear_head, new_linear_head, probe_lr, train_linear_head
 
@@ -74,7 +75,7 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
     loader = DataLoader(images, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
                         collate_fn=collate_probe, generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=init_worker)
 
-    skipped: list[str] = []
+    skipped: set[str] = set()
 
     def epoch_batches(epoch: int):
         images.epoch = epoch

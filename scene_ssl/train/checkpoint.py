@@ -20,7 +20,7 @@ from typing import Callable
 
 from accelerate import Accelerator
 
-from ..durable import (InsufficientDiskSpace, check_manifest, folder_size, human_size, is_disk_full, require_free_space,
+from ..durable import (MANIFEST, InsufficientDiskSpace, check_manifest, folder_size, human_size, is_disk_full, require_free_space,
                        sync_entries, sync_folder, write_manifest)
 
 __all__ = ["save_checkpoint", "find_checkpoint", "list_checkpoints", "TrainState", "DamagedCheckpoint"]
@@ -58,8 +58,7 @@ def _problem(path: Path) -> str | None:
     (it has its trainer_state.json) is taken as it is."""
     if not (path / "trainer_state.json").is_file():
         return "no trainer_state.json (not a complete checkpoint)"
-    problem = check_manifest(path)
-    return None if problem is None or problem.startswith("no manifest") else problem
+    return check_manifest(path) if (path / MANIFEST).is_file() else None
 
 
 def _stderr(message: str) -> None:
@@ -89,8 +88,8 @@ def find_checkpoint(resume: str, folder: str | os.PathLike, warn: Callable[[str]
             return None
         raise FileNotFoundError(f"--resume latest: no checkpoint in {folder} (--resume auto starts fresh when there is none)")
     path = Path(resume)
-    if not (path / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no trainer_state.json)")
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume {resume}: no such checkpoint folder")
     problem = _problem(path)
     if problem is not None:
         raise DamagedCheckpoint(f"--resume {resume}: the checkpoint is damaged: {problem}")
@@ -98,11 +97,11 @@ def find_checkpoint(resume: str, folder: str | os.PathLike, warn: Callable[[str]
 
 
 def save_checkpoint(accelerator: Accelerator, folder: str | os.PathLike, step: int, keep: int = 2,
-                    extra: dict | None = None, size_hint: int = 0) -> Path:
+                    extra: dict | None = None, size_hint: Callable[[], int] | None = None) -> Path:
     """Save the full training state (model incl. queues, optimizer, RNG, counters) atomically.
 
     Before anything is written, every process checks that ``folder``'s disk has room for a
-    checkpoint as large as the newest one (or ``size_hint`` bytes when there is none yet);
+    checkpoint as large as the newest one (or ``size_hint()`` bytes when there is none yet);
     a full disk, then or while writing, is an :class:`~scene_ssl.durable.InsufficientDiskSpace`
     error naming the folder and the space needed, with the previous checkpoint intact.
     """
@@ -110,7 +109,7 @@ def save_checkpoint(accelerator: Accelerator, folder: str | os.PathLike, step: i
     final = folder / f"step_{step:08d}"
     tmp = folder / f".tmp-step_{step:08d}"
     previous = list_checkpoints(folder)
-    needed = folder_size(previous[-1]) if previous else size_hint
+    needed = folder_size(previous[-1]) if previous else (size_hint() if size_hint else 0)
     intact = f"the previous checkpoint {previous[-1].name}" if previous else ""
     require_free_space(folder, needed, f"checkpoint {final.name}", intact=intact)
     if accelerator.is_main_process:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import save_config
+from ..data.views import warn_skipped
+from ..durable import tensor_bytes
 from ..data.workers import use_cpu_threads, worker_count
 from ..models import Method, PretrainConfig, StepContext, method_of
 from ..schedule import cosine_lr
@@ -301,7 +302,7 @@ def _step(run: _Run, batch: dict, diagnostics: bool) -> dict[str, torch.Tensor]:
     """One forward / backward (and, at the end of an accumulation, one optimiser step)."""
     with run.accelerator.accumulate(run.wrapped):
         batch = run.data.decode(batch)  # with --decode-on gpu the JPEGs are decoded here, on the device
-        _count_skipped(batch, run.progress.skipped)
+        warn_skipped(batch.get("skipped"), run.progress.skipped)
         views = run.data.to_views(batch)  # V x (B, 3, S, S) normalised, channels-last
         inputs = {"views": views, "index": batch["index"], "diagnostics": diagnostics}
         if run.data.labels is not None:
@@ -325,22 +326,13 @@ def _save(run: _Run) -> Path:
         for positions in gather_object([stream.positions]):
             stream.positions.update(positions)
     return save_checkpoint(accelerator, Path(run.cfg.output_dir) / "checkpoints", run.state.step,
-                           run.cfg.keep_checkpoints, extra={"method": run.name}, size_hint=_state_bytes(run))
+                           run.cfg.keep_checkpoints, extra={"method": run.name}, size_hint=lambda: _state_bytes(run))
 
 
 def _state_bytes(run: _Run) -> int:
     """About what a checkpoint takes: the model's tensors and the optimizer's."""
-    tensors = [*run.wrapped.state_dict().values(),
-               *(v for state in run.optimizer.state.values() for v in state.values() if torch.is_tensor(v))]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def _count_skipped(batch: dict, seen: set[str]) -> None:
-    """Warn once per unreadable file; remember it, so that each is counted once."""
-    for name in batch.get("skipped") or []:
-        if name not in seen:
-            seen.add(name)
-            warnings.warn(f"skipping unreadable image: {name}", stacklevel=3)
+    return tensor_bytes([*run.wrapped.state_dict().values(),
+                         *(v for state in run.optimizer.state.values() for v in state.values() if torch.is_tensor(v))])
 
 
 def _all_skipped(run: _Run) -> set[str]:

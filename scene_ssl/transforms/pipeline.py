@@ -41,7 +41,7 @@ class ViewParams:
         return self.crop.shape[0]
 
     def row(self, i: int) -> "ViewParams":
-        return ViewParams(**{f.name: getattr(self, f.name)[i : i + 1] for f in fields(self)})
+        return self.rows([i])
 
     def rows(self, index: list[int]) -> "ViewParams":
         """The views ``index`` (a list of row numbers), in that order."""

@@ -5,7 +5,7 @@
 FAULT is one of ``none`` (a plain run), ``raise_in_step`` (the third forward raises),
 ``sigkill_after_checkpoint`` (the process SIGKILLs itself right after writing the step-4
 checkpoint), ``disk_full_check`` (the disk reports almost no free space once a checkpoint
-exists), ``disk_full_write`` (the second checkpoint's write fails the way a full disk fails,
+exists), ``disk_full_export`` (the same once the last checkpoint exists: the export is refused), ``disk_full_write`` (the second checkpoint's write fails the way a full disk fails,
 after half a file), ``kill_rank1`` (rank 1 of a 2-process run SIGKILLs itself at its third
 forward). A finished run writes this rank's final weights to ``OUT_DIR/final_rank{R}.safetensors``.
 """
@@ -63,12 +63,14 @@ def inject(fault: str, out: Path) -> None:
             return path
 
         loop.save_checkpoint = save_then_die
-    elif fault == "disk_full_check":
+    elif fault in ("disk_full_check", "disk_full_export"):
         usage = shutil.disk_usage
+        # the disk fills once a checkpoint exists (check), or once the last one does (export)
+        marker = "step_*" if fault == "disk_full_check" else "step_00000006"
 
         def nearly_full(path):
             real = usage(path)
-            full = any((out / "checkpoints").glob("step_*"))
+            full = any((out / "checkpoints").glob(marker))
             return namedtuple("usage", "total used free")(real.total, real.used, 1000 if full else real.free)
 
         durable.shutil.disk_usage = nearly_full

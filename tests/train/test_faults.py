@@ -115,6 +115,15 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_intact(scenes
     assert not list((out / "checkpoints").glob(".tmp-*"))  # the half-written one is gone
 
 
+def test_a_full_disk_at_the_export_is_one_line_too(scenes, tmp_path):
+    out = tmp_path / "out"
+    proc = run_fault("disk_full_export", out, scenes, "--export", "true", timeout=120)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "the export export" in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and not (out / "export").exists() and not (out / ".tmp-export").exists()
+    assert [p.name for p in list_checkpoints(out / "checkpoints")][-1] == "step_00000006"  # the run itself is kept
+
+
 def test_a_killed_rank_ends_the_other_one(scenes, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

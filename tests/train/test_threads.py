@@ -41,6 +41,14 @@ def test_the_users_choice_is_kept(machine):
     assert compute_threads(None, busy_workers=0) is None
     with pytest.raises(ValueError, match="threads must be >= 1"):
         compute_threads(0, busy_workers=0)
+    from scene_ssl.config import load_config
+    from scene_ssl.detection.config import DetectionConfig
+    from scene_ssl.models import MLSConfig
+    from scene_ssl.probe import LinearProbeConfig
+
+    for cls in (MLSConfig, DetectionConfig, LinearProbeConfig):  # refused when the config is read, on any device
+        with pytest.raises(ValueError, match="threads must be >= 1"):
+            load_config(cls, None, {"threads": 0})
 
 
 def _header_threads(tmp_path, *flags):
