@@ -27,7 +27,7 @@ import shutil
 import zlib
 from pathlib import Path
 
-__all__ = ["InsufficientDiskSpace", "require_free_space", "is_disk_full", "folder_size", "sync_folder", "sync_entries",
+__all__ = ["InsufficientDiskSpace", "require_free_space", "is_disk_full", "disk_full_error", "folder_size", "sync_folder", "sync_entries",
            "write_manifest", "check_manifest", "MANIFEST", "human_size", "tensor_bytes"]
 
 MANIFEST = "manifest.json"
@@ -66,6 +66,15 @@ def require_free_space(folder: str | os.PathLike, needed: int, what: str, *, int
 def is_disk_full(error: BaseException) -> bool:
     """Whether an error from a write is a full disk (or a quota), whatever library raised it."""
     return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error)
+
+
+def disk_full_error(error: BaseException, folder, what: str, needed: int, *, intact: str = "") -> InsufficientDiskSpace | None:
+    """The one-line :class:`InsufficientDiskSpace` for a write of ``what`` into ``folder`` that
+    failed because the disk filled up (None when ``error`` is something else)."""
+    if not is_disk_full(error):
+        return None
+    return InsufficientDiskSpace(f"the disk of {folder} filled up while writing {what} (about {human_size(needed)} needed)"
+                                 + (f"; {intact} is intact" if intact else ""))
 
 
 def tensor_bytes(tensors) -> int:

@@ -27,8 +27,7 @@ from timm.models import save_for_hf
 from torch import nn
 
 from .card import dataset_name, write_card
-from .durable import (InsufficientDiskSpace, human_size, is_disk_full, require_free_space, sync_entries, sync_folder,
-                      tensor_bytes)
+from .durable import disk_full_error, require_free_space, sync_entries, sync_folder, tensor_bytes
 from .models import get_method, method_names
 
 __all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result",
@@ -158,9 +157,9 @@ def _written_whole(out: Path, needed: int) -> Iterator[Path]:
         sync_folder(tmp)
     except Exception as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        if is_disk_full(error):
-            raise InsufficientDiskSpace(f"the disk of {out.parent} filled up while writing the export {out.name} "
-                                        f"(about {human_size(needed)} needed)") from None
+        full = disk_full_error(error, out.parent, f"the export {out.name}", needed)
+        if full is not None:
+            raise full from None
         raise
     if out.exists():
         shutil.rmtree(out)

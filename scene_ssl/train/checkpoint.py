@@ -20,8 +20,8 @@ from typing import Callable
 
 from accelerate import Accelerator
 
-from ..durable import (MANIFEST, InsufficientDiskSpace, check_manifest, folder_size, human_size, is_disk_full, require_free_space,
-                       sync_entries, sync_folder, write_manifest)
+from ..durable import (MANIFEST, check_manifest, disk_full_error, folder_size, require_free_space, sync_entries,
+                       sync_folder, write_manifest)
 
 __all__ = ["save_checkpoint", "find_checkpoint", "list_checkpoints", "TrainState", "DamagedCheckpoint"]
 
@@ -125,10 +125,9 @@ def save_checkpoint(accelerator: Accelerator, folder: str | os.PathLike, step: i
             write_manifest(tmp)
     except Exception as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        if is_disk_full(error):
-            raise InsufficientDiskSpace(f"the disk of {folder} filled up while writing checkpoint {final.name} "
-                                        f"(about {human_size(needed)} needed)" + (f"; {intact} is intact" if intact else "")
-                                        ) from None
+        full = disk_full_error(error, folder, f"checkpoint {final.name}", needed, intact=intact)
+        if full is not None:
+            raise full from None
         raise
     if accelerator.is_main_process:
         if final.exists():

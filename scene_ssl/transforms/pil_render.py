@@ -66,7 +66,8 @@ def render_views_pil(image: Image.Image, params: ViewParams, pipelines: list[Vie
     crops = params.crop.tolist()
     views = [image.resize((size, size), _RESAMPLE, box=tuple(crops[i])) for i in range(n)]
 
-    jitter, gray = params.jitter.tolist(), params.gray.tolist()
+    jitter, gray, blur, solarize, flip = (params.jitter.tolist(), params.gray.tolist(), params.blur.tolist(),
+                                          params.solarize.tolist(), params.flip.tolist())
     fast = [i for i in range(n) if (gray[i] or jitter[i]) and not (jitter[i] and pipelines[i].hue_mode == "hsv")]
     if fast:
         # the mean colour only matters for contrast; a 4x-reduced copy gives it within rounding
@@ -78,15 +79,15 @@ def render_views_pil(image: Image.Image, params: ViewParams, pipelines: list[Vie
     out = []
     for i in range(n):
         view = views[i]
-        if bool(params.jitter[i]) and pipelines[i].hue_mode == "hsv":
+        if jitter[i] and pipelines[i].hue_mode == "hsv":
             view = _jitter_sequential(view, params.row(i))
-            if bool(params.gray[i]):
+            if gray[i]:
                 view = TF.rgb_to_grayscale(view, num_output_channels=3)
-        if bool(params.blur[i]):
+        if blur[i]:
             view = view.filter(ImageFilter.GaussianBlur(radius=float(params.sigma[i])))
-        if bool(params.solarize[i]):
+        if solarize[i]:
             view = _solarize(view, pipelines[i].solarize_threshold)
-        if bool(params.flip[i]):
+        if flip[i]:
             view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         out.append(view.tobytes())
     return torch.frombuffer(bytearray().join(out), dtype=torch.uint8).view(n, size, size, 3)  # one copy out of PIL
