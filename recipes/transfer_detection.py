@@ -23,14 +23,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from accelerate import PartialState
-
 from scene_ssl.config import parse_recipe_config, user_errors
 from scene_ssl.detection import load_detection_set
 from scene_ssl.detection.config import DetectionConfig
 from scene_ssl.detection.report import write_report
 from scene_ssl.detection.train import finetune_detector, make_detection_accelerator
 from scene_ssl.loading import load_backbone
+from scene_ssl.processes import is_main_process
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "detection_scenes.yaml"
 
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
                 return {"stopped_by": run.stopped_by}
             rows[name] = {"source": source, "metrics": run.metrics, "minutes": (time.perf_counter() - start) / 60,
                           "images_per_s": run.images_per_s}
-    if PartialState().is_main_process:
+    if is_main_process():
         write_report(cfg, rows)
     return rows
 

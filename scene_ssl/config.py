@@ -24,6 +24,8 @@ from typing import Any, Iterator, Sequence, TypeVar
 import yaml
 
 from .durable import InsufficientDiskSpace
+from .nonfinite import NonFiniteLossError
+from .processes import is_main_process
 
 __all__ = ["option", "load_config", "parse_config", "parse_recipe_config", "save_config", "config_to_dict",
            "user_errors", "flag_name"]
@@ -195,6 +197,8 @@ def save_config(cfg, path: str | Path) -> None:
 #: what a user's input or machine raises: bad values, specs and hyperparameters, missing files,
 #: damaged checkpoints (a ValueError), a disk too full to write a checkpoint or an export
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, InsufficientDiskSpace)
+#: a run that failed on its own (exit status 1), said in one line too
+RUN_FAILURES = (NonFiniteLossError,)
 
 
 def _with_flag(message: str, cls) -> str:
@@ -211,16 +215,19 @@ def _with_flag(message: str, cls) -> str:
 
 @contextmanager
 def user_errors(cls=None) -> Iterator[None]:
-    """Errors a user caused -> one line ``error: --flag: what is wrong`` on stderr, exit status 2.
+    """Errors a user caused -> one line ``error: --flag: what is wrong`` on stderr, exit status 2;
+    a run that failed on its own (a non-finite loss) -> one line, exit status 1.
 
     ``cls`` is the recipe's config class, used to name the flag. Set ``SCENE_SSL_DEBUG=1`` to
     see the full traceback. Every process exits; only rank 0 prints.
     """
     try:
         yield
-    except USER_ERRORS as e:
+    except USER_ERRORS + RUN_FAILURES as e:
         if os.environ.get("SCENE_SSL_DEBUG"):
             traceback.print_exc()
-        if os.environ.get("RANK", "0") == "0":
-            print(f"error: {_with_flag(str(e).splitlines()[0] if str(e) else type(e).__name__, cls)}", file=sys.stderr)
-        sys.exit(2)
+        failure = isinstance(e, RUN_FAILURES)
+        if is_main_process():
+            line = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"error: {line if failure else _with_flag(line, cls)}", file=sys.stderr)
+        sys.exit(1 if failure else 2)

@@ -29,6 +29,7 @@ from torch import nn
 from .card import dataset_name, write_card
 from .durable import disk_full_error, require_free_space, sync_entries, sync_folder, tensor_bytes
 from .models import get_method, method_names
+from .processes import is_main_process
 
 __all__ = ["save_pretrained", "export_run", "add_results", "read_export", "export_name", "evaluation_result",
            "method_record"]
@@ -67,11 +68,13 @@ def evaluation_result(task: str, name: str, dataset: str, metrics: dict[str, flo
 
 
 def _feature_map_size(model: nn.Module, size: int) -> tuple[int, int]:
-    """The last feature map's (H, W) at the training input size (a ResNet at 40 px: 2 x 2)."""
+    """The last feature map's (H, W) at the training input size (a ResNet at 40 px: 2 x 2).
+    The probe input is made where the model is (a GPU after a GPU run; ``meta`` in the tests)."""
     was_training = model.training
     model.eval()
+    weight = next(model.parameters())
     with torch.no_grad():
-        x = torch.zeros(1, 3, size, size)
+        x = torch.zeros(1, 3, size, size, device=weight.device, dtype=weight.dtype)
         out = model.forward_features(x)
     model.train(was_training)
     if out.ndim == 4:
@@ -195,7 +198,7 @@ def export_run(run, cfg, results: list[dict[str, Any]] | None = None) -> Path | 
     ``run`` is a :class:`~scene_ssl.train.PretrainResult`; nothing is written for a run
     that stopped early, with ``cfg.export`` off, or on processes other than the main one.
     """
-    if not cfg.export or not run.finished or os.environ.get("RANK", "0") != "0":
+    if not cfg.export or not run.finished or not is_main_process():
         return None
     method = run.method  # what trained, from the registry (MLS's λ = 0 is mocov2)
     backbone = run.model.encoder.model

@@ -28,6 +28,7 @@ def run_pretraining(method: str, argv: Sequence[str] | None, config_dir: str | P
         cfg = parse_recipe_config(spec.config, argv, Path(config_dir) / spec.quick_config,
                                   description=description or f"{spec.display_name} pretraining ({spec.paper}).")
         run = pretrain(cfg, monitor=KNNMonitor.from_config(cfg))
-        results = probe_after_training(cfg, run)  # the linear probe vs a random-init backbone (--probe-data)
+        results = probe_after_training(cfg, run)  # the linear probe vs a random-init backbone (--probe-data), every process
         export_run(run, cfg, results)  # the timm-loadable export (a full disk: one line too), its card with those results
+        run.accelerator.end_training()
     return run

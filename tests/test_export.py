@@ -114,3 +114,15 @@ def test_bad_arguments(tmp_path):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path / "x", tag="mls_x")
     with pytest.raises(ValueError, match="tag"):
         save_pretrained(TimmBackbone("test_resnet"), tmp_path / "x", tag="")
+
+
+def test_the_pool_size_is_measured_where_the_model_sits():
+    # after a GPU run the live backbone is on the GPU; the meta device stands in for it
+    # (main 8d5e37d fed it a CPU tensor: every GPU pretraining run crashed at its export)
+    from scene_ssl.export import _feature_map_size
+
+    cpu = TimmBackbone("test_resnet").model
+    meta = TimmBackbone("test_resnet").model.to("meta")
+    assert _feature_map_size(meta, 64) == _feature_map_size(cpu, 64) == (2, 2)
+    vit_cpu, vit_meta = (TimmBackbone("test_vit", img_size=32).model for _ in range(2))
+    assert _feature_map_size(vit_meta.to("meta"), 32) == _feature_map_size(vit_cpu, 32)

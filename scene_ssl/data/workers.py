@@ -29,7 +29,7 @@ import signal
 import sys
 
 __all__ = ["available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS", "compute_threads", "use_cpu_threads",
-           "THREADS_HELP", "check_threads"]
+           "THREADS_HELP", "check_threads", "started_by_launcher"]
 
 #: the ``--threads`` help of every recipe config
 THREADS_HELP = ("CPU runs: compute threads (default: the cores the data workers leave free, at least one; "
@@ -70,11 +70,15 @@ def worker_count(requested: int) -> int:
     return max(0, min(int(requested), available_cpus()))
 
 
+def started_by_launcher() -> bool:
+    """Whether ``accelerate launch`` or ``torchrun`` started this process (both mark the
+    processes they start)."""
+    return any(k in os.environ for k in ("ACCELERATE_DYNAMO_BACKEND", "TORCHELASTIC_RUN_ID"))
+
+
 def _launcher_set_threads() -> bool:
-    """Whether ``OMP_NUM_THREADS=1`` is a launcher's default rather than the user's choice
-    (``accelerate launch`` and ``torchrun`` mark the processes they start)."""
-    launched = any(k in os.environ for k in ("ACCELERATE_DYNAMO_BACKEND", "TORCHELASTIC_RUN_ID"))
-    return launched and os.environ.get("OMP_NUM_THREADS") == "1"
+    """Whether ``OMP_NUM_THREADS=1`` is a launcher's default rather than the user's choice."""
+    return started_by_launcher() and os.environ.get("OMP_NUM_THREADS") == "1"
 
 
 def compute_threads(requested: int | None, busy_workers: int) -> int | None:

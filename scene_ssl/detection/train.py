@@ -8,6 +8,7 @@ process evaluating a shard of the images.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -24,7 +25,10 @@ from ..data import EpochShuffleSampler, init_worker, worker_count
 from ..data.workers import use_cpu_threads
 from ..models import rank_and_world_size
 from ..train.checkpoint import TrainState, find_checkpoint, save_checkpoint
-from ..train.preemption import preemption_signals, stop_requested
+from ..train.data import epoch_batches
+from ..nonfinite import NonFiniteWatch
+from ..processes import check_launch
+from ..train.preemption import StopAgreement, preemption_signals
 from .config import DetectionConfig, schedule_iterations
 from .data import DetectionDataset, DetectionSet, collate_detection
 from .evaluate import coco_ap, gather_results, to_coco_results
@@ -50,8 +54,8 @@ class FinetuneResult:
 
 def make_detection_accelerator(cfg: DetectionConfig) -> Accelerator:
     # a batch without a positive RoI leaves the mask head unused: DDP must not wait for it
-    return Accelerator(mixed_precision=cfg.mixed_precision,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    return check_launch(Accelerator(mixed_precision=cfg.mixed_precision,
+                                    kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]))
 
 
 def lr_factor(it: int, total: int, warmup: int, steps: tuple[float, ...] = (2 / 3, 8 / 9)) -> float:
@@ -68,16 +72,18 @@ def lr_factor(it: int, total: int, warmup: int, steps: tuple[float, ...] = (2 / 
     return factor
 
 
-def _loader(cfg: DetectionConfig, data: DetectionSet, accelerator: Accelerator) -> tuple[DetectionDataset, DataLoader]:
+def _loader(cfg: DetectionConfig, data: DetectionSet,
+            accelerator: Accelerator) -> tuple[DetectionDataset, DataLoader, EpochShuffleSampler]:
     dataset = DetectionDataset(data, train=True, masks=cfg.task == "segm", seed=cfg.seed)
     if len(dataset) < cfg.batch_size * accelerator.num_processes:
         raise ValueError(f"{cfg.data} has {len(dataset)} annotated {cfg.train_split} images, fewer than one global batch")
     workers = worker_count(cfg.num_workers)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=EpochShuffleSampler(len(dataset), seed=cfg.seed),
+    sampler = EpochShuffleSampler(len(dataset), seed=cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                         drop_last=True, num_workers=workers, collate_fn=collate_detection,
                         worker_init_fn=init_worker, persistent_workers=workers > 0,
                         generator=torch.Generator().manual_seed(cfg.seed))  # its own: starting an epoch leaves the global RNG alone
-    return dataset, loader
+    return dataset, loader, sampler
 
 
 def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSet, val_data: DetectionSet,
@@ -102,7 +108,7 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
     lr = cfg.base_lr * total_batch / 16
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    dataset, loader = _loader(cfg, train_data, accelerator)
+    dataset, loader, sampler = _loader(cfg, train_data, accelerator)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     state = TrainState()
     accelerator.register_for_checkpointing(state)
@@ -115,8 +121,8 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
                       f"{total_batch} images, lr {lr:.4g} (warm-up {warmup}), norm {cfg.norm}"
                       + (f", {threads} CPU thread(s)" if accelerator.device.type == "cpu" else ""))
     with preemption_signals() as received:
-        images_per_s, stopped_by = _train(cfg, accelerator, model, optimizer, loader, dataset, state, total, warmup,
-                                          lr, out_dir, received)
+        images_per_s, stopped_by = _train(cfg, accelerator, model, optimizer, _Data(loader, sampler, dataset), state, total,
+                                          warmup, lr, out_dir, StopAgreement(received, accelerator.num_processes))
     unwrapped = accelerator.unwrap_model(model)
     if stopped_by is None and state.step < total:
         stopped_by = "stop"
@@ -130,49 +136,59 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
     return FinetuneResult(unwrapped, state.step, total, metrics, images_per_s)
 
 
-def _train(cfg, accelerator, model, optimizer, loader, dataset, state, total, warmup, lr, out_dir, received):
+@dataclasses.dataclass
+class _Data:
+    """The training batches: the prepared loader, its sampler and dataset (their epoch is set directly)."""
+
+    loader: DataLoader
+    sampler: EpochShuffleSampler
+    dataset: DetectionDataset
+
+    def epoch(self, accelerator: Accelerator, step: int) -> DataLoader:
+        """The rest of the epoch that iteration ``step`` falls in."""
+        epoch, done = divmod(step, len(self.loader))
+        return epoch_batches(accelerator, self.loader, self.sampler, self.dataset, epoch, done)
+
+
+def _train(cfg, accelerator, model, optimizer, data: _Data, state, total, warmup, lr, out_dir, stop: StopAgreement):
     """Iterate until ``total``; return (images/s of the last log window, the signal that stopped it or None)."""
     bar = tqdm(total=total, initial=state.step, desc="detection", disable=not accelerator.is_local_main_process)
     model.train()
     window, images, ips = time.perf_counter(), 0, 0.0
     log = out_dir / "train_log.jsonl"
-    while state.step < total:
-        epoch = state.step // len(loader)
-        done = state.step % len(loader)
-        epoch_loader = accelerator.skip_first_batches(loader, done) if done else loader
-        epoch_loader.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        for images_list, targets in epoch_loader:
-            for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(state.step, total, warmup, cfg.lr_steps)
-            losses = model(images_list, targets)
-            loss = sum(losses.values())
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            images += len(images_list) * accelerator.num_processes
-            bar.update(1)
-            if state.step % cfg.log_every == 0 or state.step == total:
-                now = time.perf_counter()
-                ips, window, images = images / (now - window), now, 0
-                logs = {k: float(v.detach()) for k, v in losses.items()}
-                logs.update(loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"], images_per_s=ips)
-                if not all(v == v and abs(v) != float("inf") for v in logs.values()):
-                    raise FloatingPointError(f"non-finite detection loss at iteration {state.step}: {logs}")
-                bar.set_postfix(loss=f"{logs['loss']:.3g}")
-                if accelerator.is_main_process:
-                    out_dir.mkdir(parents=True, exist_ok=True)
-                    with open(log, "a") as f:
-                        f.write(json.dumps({"iteration": state.step, **logs}) + "\n")
-            if cfg.save_every and state.step % cfg.save_every == 0 and state.step < total:
-                save_checkpoint(accelerator, out_dir / "checkpoints", state.step, cfg.keep_checkpoints)
-            if stop_requested(received, accelerator, state.step, cfg.log_every):
-                bar.close()
-                return ips, received[0] if received else "a signal on another process"
-            if state.step >= total:
-                break
-    bar.close()
+    nonfinite, last_checkpoint = NonFiniteWatch(accelerator.device), None
+    with bar, contextlib.closing(stop):
+        while state.step < total:
+            for images_list, targets in data.epoch(accelerator, state.step):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * lr_factor(state.step, total, warmup, cfg.lr_steps)
+                losses = model(images_list, targets)
+                loss = sum(losses.values())
+                nonfinite.add(loss)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                images += len(images_list) * accelerator.num_processes
+                bar.update(1)
+                if state.step % cfg.log_every == 0 or state.step == total:
+                    now = time.perf_counter()
+                    ips, window, images = images / (now - window), now, 0
+                    logs = {k: float(v.detach()) for k, v in losses.items()}
+                    logs.update(loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"], images_per_s=ips)
+                    nonfinite.check(accelerator, f"iteration {state.step}", last_checkpoint)
+                    bar.set_postfix(loss=f"{logs['loss']:.3g}")
+                    if accelerator.is_main_process:
+                        out_dir.mkdir(parents=True, exist_ok=True)
+                        with open(log, "a") as f:
+                            f.write(json.dumps({"iteration": state.step, **logs}) + "\n")
+                if cfg.save_every and state.step % cfg.save_every == 0 and state.step < total:
+                    nonfinite.check(accelerator, f"iteration {state.step}", last_checkpoint)
+                    last_checkpoint = save_checkpoint(accelerator, out_dir / "checkpoints", state.step, cfg.keep_checkpoints)
+                if stop():
+                    return ips, stop.who()
+                if state.step >= total:
+                    break
     return ips, None
 
 

@@ -1,10 +1,12 @@
 """Any timm model as a headless feature extractor."""
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import timm
+import torch
 from torch import Tensor, nn
 
 __all__ = ["TimmBackbone"]
@@ -43,13 +45,25 @@ class TimmBackbone(nn.Module):
         self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
         self.name = name
         self.num_features: int = self.model.num_features
+        self.compiled = False
+
+    def compile_trunk(self) -> "TimmBackbone":
+        """Run the trunk (``forward_features``, where the compute is) through ``torch.compile``
+        from now on. The module and its ``state_dict`` stay as they are, so checkpoints,
+        exports and deep copies (a momentum encoder) are unchanged; a copy compiles its own."""
+        self.compiled = True
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         """Pooled features (B, num_features), pooled the way the timm model pools."""
+        if self.compiled:
+            return self.model.forward_head(self.forward_features(x))
         return self.model(x)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """timm's unpooled output: a map (B, C, H, W) for CNNs, tokens (B, N, C) for ViTs."""
+        if self.compiled:
+            return _compiled_trunk(self.model, x)
         return self.model.forward_features(x)
 
     def feature_map(self, x: Tensor) -> Tensor:
@@ -89,3 +103,18 @@ class TimmBackbone(nn.Module):
         if side * side != n:
             raise ValueError(f"{self.name}: cannot lay {n} tokens on a grid")
         return side, side
+
+
+def _trunk(model: nn.Module, x: Tensor) -> Tensor:
+    return model.forward_features(x)
+
+
+@functools.cache
+def _compiled() -> Callable[[nn.Module, Tensor], Tensor]:
+    # made at the first use (importing dynamo costs seconds); the model is an argument, not
+    # captured: one compiled function serves every backbone and every copy of one
+    return torch.compile(_trunk)
+
+
+def _compiled_trunk(model: nn.Module, x: Tensor) -> Tensor:
+    return _compiled()(model, x)

@@ -45,7 +45,9 @@ class PretrainConfig:
     pretrained: bool = option(False, "start from timm's pretrained weights")
     channels_last: bool = option(True, "channels-last memory format (faster convolutions on GPUs)")
     sync_bn: bool = option(False, "BatchNorm statistics over all processes (timm's convert_sync_batchnorm; GPUs only)")
-    compile: bool = option(False, "torch.compile the method")
+    compile: bool = option(False, "torch.compile the backbones' trunks (the method's queues, EMA and schedules stay eager)")
+    tf32: bool = option(False, "CUDA: TF32 matmuls too (convolutions use TF32 regardless, torch's default); faster heads, "
+                               "but the loss's queue logits lose 13 mantissa bits of float32")
     # optimisation: SGD, cosine schedule, lr = base_lr x total batch / 256
     epochs: int = option(200, "length of the run in epochs")
     max_steps: int | None = option(None, "length of the run in optimiser steps (overrides --epochs)")

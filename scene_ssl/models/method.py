@@ -16,6 +16,11 @@ The batch a method's ``forward`` receives is a dict:
 - ``"label_table"``: ``(N, C)`` bool multi-hot labels of the training set, indexed like
   ``"index"``, present only when the data has labels. For diagnostics only (e.g. MLS's
   pseudo-label precision); a self-supervised method never trains on it.
+
+On several processes the loop's DDP does not broadcast buffers at each forward: a buffer
+every process must agree on (a queue) is the method's to keep identical, e.g. by enqueueing
+the keys gathered from all processes (:class:`~scene_ssl.models.FeatureQueue` does). BN
+running statistics may differ between processes; checkpoints and the end of a run hold rank 0's.
 """
 from __future__ import annotations
 
@@ -33,15 +38,16 @@ __all__ = ["Method", "StepContext"]
 class StepContext:
     """Where a run stands, for a method's per-step schedules.
 
-    ``step`` optimiser steps are done (the next one is ``step + 1``); a step is
-    ``grad_accum_steps`` forwards. Example: MoCo's cosine EMA momentum at ``step`` of
+    ``step`` optimiser steps are done (the next one is ``step + 1``); the coming step is
+    ``forwards`` forwards (``grad_accum_steps``, or fewer for an epoch's last step, which
+    takes the batches that are left). Example: MoCo's cosine EMA momentum at ``step`` of
     ``total_steps``, MLS's InfoNCE-only warm-up for ``warmup_epochs * steps_per_epoch`` steps.
     """
 
     step: int
     total_steps: int
     steps_per_epoch: int
-    grad_accum_steps: int = 1
+    forwards: int = 1
 
 
 @runtime_checkable

@@ -115,12 +115,12 @@ class MoCoV2(nn.Module):
     # -- the per-step schedule (the method contract's hook) -------------------------------
     def begin_step(self, at: StepContext) -> None:
         """The EMA momentum of the coming step. The momentum encoder is updated at every
-        forward, so with gradient accumulation each of the n micro-batches uses m^(1/n):
-        the online weights do not change within a step, and n updates with m^(1/n) are one
-        update with m."""
+        forward, so a step of n forwards (gradient accumulation) uses m^(1/n) at each: the
+        online weights do not change within a step, and n updates with m^(1/n) are one
+        update with m, whatever n (an epoch's last step may have fewer forwards)."""
         m = (cosine_momentum(at.step, at.total_steps, self.base_momentum) if self.momentum_schedule == "cosine"
              else self.base_momentum)
-        self.momentum = m ** (1.0 / at.grad_accum_steps)
+        self.momentum = m ** (1.0 / at.forwards)
 
     # -- the steps of one forward -------------------------------------------------------
     def _bn_groups(self, x: Tensor) -> tuple[Tensor, ...]:

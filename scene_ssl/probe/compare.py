@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,38 +27,41 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def compare_with_random_init(encoder: nn.Module, cfg, *, device, out_dir: Path,
-                             print_fn: Callable = print) -> dict[str, dict]:
+def compare_with_random_init(encoder: nn.Module, cfg, *, accelerator, out_dir: Path) -> dict[str, dict]:
     """Linear-probe ``encoder`` and a freshly initialised copy of its architecture on
-    ``cfg.probe_data`` (train -> val), print the table and write ``probe.json``."""
+    ``cfg.probe_data`` (train -> val), print the table and write ``probe.json``.
+
+    Every process of ``accelerator`` extracts a share of the features and fits the same
+    heads on all of them; the main process prints and writes."""
     train_split, val_split = default_splits(cfg.probe_data)
     train = load_dataset(cfg.probe_data, train_split, drop_unlabeled=True)
     val = load_dataset(cfg.probe_data, val_split, drop_unlabeled=True)
     torch.manual_seed(cfg.seed)
-    random_init = TimmBackbone(cfg.backbone).to(device)
-    print_fn(f"\nlinear probe ({cfg.probe_pool} pool, {cfg.probe_image_size} px, {cfg.probe_epochs} epochs) on "
-             f"{cfg.probe_data}: {len(train)} train / {len(val)} val images, trained vs random-init backbone")
+    random_init = TimmBackbone(cfg.backbone).to(accelerator.device)
+    accelerator.print(f"\nlinear probe ({cfg.probe_pool} pool, {cfg.probe_image_size} px, {cfg.probe_epochs} epochs) on "
+                      f"{cfg.probe_data}: {len(train)} train / {len(val)} val images, trained vs random-init backbone")
     results = {}
     for name, backbone in (("pretrained", encoder), ("random init", random_init)):
-        kw = dict(image_size=cfg.probe_image_size, pool=cfg.probe_pool, device=device, num_workers=min(2, cfg.num_workers))
+        kw = dict(image_size=cfg.probe_image_size, pool=cfg.probe_pool, device=accelerator.device,
+                  num_workers=min(2, cfg.num_workers), accelerator=accelerator)
         f_train, y_train = extract_features(backbone, train, **kw)
         f_val, y_val = extract_features(backbone, val, **kw)
         head = fit_linear_head(f_train, y_train, epochs=cfg.probe_epochs, seed=cfg.seed)
         m = probe_metrics(head, f_val, y_val)
         results[name] = {k: v for k, v in m.items() if k != "per_class_AP"}
-    print_fn(format_table(results))
-    (Path(out_dir) / "probe.json").write_text(json.dumps(results, indent=1))
+    accelerator.print(format_table(results))
+    if accelerator.is_main_process:
+        (Path(out_dir) / "probe.json").write_text(json.dumps(results, indent=1))
     return results
 
 
 def probe_after_training(cfg, run) -> list[dict[str, Any]]:
     """The recipe's evaluation step: when ``cfg.probe_data`` is set and the run finished,
-    :func:`compare_with_random_init` on the main process; returns the trained backbone's
-    result as export entries (:func:`scene_ssl.export.evaluation_result`)."""
-    if not cfg.probe_data or not run.finished or os.environ.get("RANK", "0") != "0":
+    :func:`compare_with_random_init` on every process of the run; returns the trained
+    backbone's result as export entries (:func:`scene_ssl.export.evaluation_result`)."""
+    if not cfg.probe_data or not run.finished:
         return []
-    device = next(run.model.parameters()).device
-    table = compare_with_random_init(run.model.encoder, cfg, device=device, out_dir=run.output_dir)
+    table = compare_with_random_init(run.model.encoder, cfg, accelerator=run.accelerator, out_dir=run.output_dir)
     baseline = ", ".join(f"{k} {table['random init'][k]:.1f}" for k in ("mAP", "CF1", "OF1"))
     return [evaluation_result(
         "image-classification", f"multi-label linear probe ({cfg.probe_pool}, {cfg.probe_image_size} px)",

@@ -52,10 +52,13 @@ class KNNMonitor:
                             val.select(range(min(len(val), self.max_val))))
         return self._splits
 
-    def __call__(self, backbone: nn.Module) -> dict[str, float]:
+    def __call__(self, backbone: nn.Module, accelerator=None) -> dict[str, float]:
+        """The kNN mAP of ``backbone`` now; with an ``accelerator``, every process extracts a
+        share of the features and all return the same number."""
         train, val = self._load()
         device = next(backbone.parameters()).device
-        kw = dict(image_size=self.image_size, pool=self.pool, device=device, num_workers=self.num_workers)
+        kw = dict(image_size=self.image_size, pool=self.pool, device=device, num_workers=self.num_workers,
+                  accelerator=accelerator)
         f_train, y_train = extract_features(backbone, train, **kw)
         f_val, y_val = extract_features(backbone, val, **kw)
         scores = knn_scores(f_train, y_train, f_val, k=min(self.k, len(f_train)))

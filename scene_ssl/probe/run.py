@@ -15,7 +15,7 @@ from typing import Callable
 import timm
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from ..data import class_names, init_worker, load_dataset, worker_count
 from ..data.workers import use_cpu_threads
@@ -25,9 +25,10 @@ from ..export import add_results, evaluation_result
 from ..metrics import METRIC_NAMES, multilabel_metrics, topk_accuracy
 from ..loading import export_folder, load_backbone
 from ..models import TimmBackbone
+from ..processes import check_launch
 from .config import KNNProbeConfig, LinearProbeConfig
 from ..data.views import warn_skipped
-from .features import ProbeImages, collate_probe, extract_features, pooled_features_fn
+from .features import BatchSlices, ProbeImages, batch_rows, collate_probe, extract_features, gather_indexed, pooled_features_fn
 from .knn import knn_scores
 from .linear import fit_linear_head, new_linear_head, probe_lr, train_linear_head
 
@@ -49,11 +50,19 @@ def _resolved(cfg, backbone: TimmBackbone):
     return dataclasses.replace(cfg, image_size=int(size), num_workers=worker_count(cfg.num_workers))
 
 
+def _everywhere(accelerator, present: bool) -> bool:
+    """Whether ``present`` holds on every process (a cache file on a disk only some see)."""
+    if accelerator.num_processes == 1:
+        return present
+    flag = torch.tensor(float(present), device=accelerator.device)
+    return bool(accelerator.reduce(flag, "sum").item() == accelerator.num_processes)
+
+
 def _features(cfg, backbone, ds, split, accelerator, cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features of a split, cached on disk by (model, data, split, size, pool)."""
+    """Pooled features of a split, on every process, cached on disk by (model, data, split, size, pool)."""
     weights = hashlib.sha1(b"".join(p.detach().cpu().numpy().tobytes()[:4096] for p in backbone.parameters())).hexdigest()[:12]
     path = cache_dir / f"{fingerprint_of(cfg.data, split, cfg.image_size, cfg.pool, weights, len(ds))}.pt"
-    if path.is_file():
+    if _everywhere(accelerator, path.is_file()):
         cached = torch.load(path, weights_only=True)
         return cached["features"], cached["targets"]
     feats, targets = extract_features(backbone, ds, image_size=cfg.image_size, pool=cfg.pool, batch_size=cfg.batch_size,
@@ -67,13 +76,21 @@ def _features(cfg, backbone, ds, split, accelerator, cache_dir: Path) -> tuple[t
     return feats, targets
 
 
-def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.nn.Linear:
-    """The authors' protocol without caching: RRC + flip through the frozen backbone each epoch."""
+def _online_head(cfg, backbone, train_ds, accelerator, single_label: bool) -> torch.nn.Linear:
+    """The authors' protocol without caching: RRC + flip through the frozen backbone each epoch.
+
+    Every process decodes and embeds its slice of each batch, the batch is gathered back on
+    all of them, and each steps the same head on it: the work is shared, the heads stay
+    identical, and no process waits on another's long computation."""
     backbone.eval()
+    device = accelerator.device
     features = pooled_features_fn(backbone, cfg.pool, device)
     images = ProbeImages(train_ds, cfg.image_size, train=True, seed=cfg.seed)
-    loader = DataLoader(images, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-                        collate_fn=collate_probe, generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=init_worker)
+    batches = BatchSampler(RandomSampler(images, generator=torch.Generator().manual_seed(cfg.seed)), cfg.batch_size,
+                           drop_last=True)
+    world = accelerator.num_processes
+    loader = DataLoader(images, batch_sampler=BatchSlices(batches, accelerator.process_index, world),
+                        num_workers=cfg.num_workers, collate_fn=collate_probe, worker_init_fn=init_worker)
 
     skipped: set[str] = set()
 
@@ -82,12 +99,14 @@ def _online_head(cfg, backbone, train_ds, device, single_label: bool) -> torch.n
         for batch in loader:
             warn_skipped(batch["skipped"], skipped)
             with torch.no_grad():  # frozen backbone, BN in eval mode
-                f = features(batch["pixels"])
-            yield f, batch["target"].to(device)
+                rows = batch_rows(batch, features, backbone.num_features, images.num_classes, device)
+                _, f, t = gather_indexed(accelerator, -(-cfg.batch_size // world), *rows)
+            yield f, t
 
     head = new_linear_head(backbone.num_features, len(train_ds[0]["multi_hot"])).to(device)
     train_linear_head(head, epoch_batches, len(loader), epochs=cfg.epochs, lr=probe_lr(cfg.batch_size, cfg.lr),
-                      weight_decay=cfg.weight_decay, single_label=single_label, desc="linear head (online)")
+                      weight_decay=cfg.weight_decay, single_label=single_label,
+                      desc="linear head (online)" if accelerator.is_local_main_process else None)
     return head.cpu()
 
 
@@ -144,7 +163,7 @@ def _load(cfg):
 
 def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = None) -> dict:
     """Fit and evaluate the linear probe; write ``metrics.json``; return the metrics."""
-    accelerator = accelerator or Accelerator()
+    accelerator = check_launch(accelerator or Accelerator())
     threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     train, val, names = _load(cfg)  # bad data spec / split fail here, before the model loads
     mode = _mode(cfg, train)
@@ -156,14 +175,16 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
     f_val, y_val = _features(cfg, backbone, val, cfg.val_split, accelerator, cache)
     if cfg.cache_features:
         f_train, y_train = _features(cfg, backbone, train, cfg.train_split, accelerator, cache)
+    # every process fits the same head on the same features (no process idles in a collective
+    # while another computes); the main one reports
+    if cfg.cache_features:
+        head = fit_linear_head(f_train, y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                               weight_decay=cfg.weight_decay, single_label=mode == "singlelabel", seed=cfg.seed,
+                               desc="linear head" if accelerator.is_local_main_process else None)
+    else:
+        head = _online_head(cfg, backbone, train, accelerator, mode == "singlelabel")
     result = None
     if accelerator.is_main_process:
-        if cfg.cache_features:
-            head = fit_linear_head(f_train, y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                   weight_decay=cfg.weight_decay, single_label=mode == "singlelabel", seed=cfg.seed,
-                                   desc="linear head")
-        else:
-            head = _online_head(cfg, backbone, train, accelerator.device, mode == "singlelabel")
         with torch.no_grad():
             scores = head(f_val)
         threshold = ({"threshold": cfg.logit_threshold, "apply_sigmoid": False} if cfg.logit_threshold is not None
@@ -178,7 +199,7 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
 
 def run_knn_probe(cfg: KNNProbeConfig, accelerator: Accelerator | None = None) -> dict:
     """k-NN probe; write ``metrics.json``; return the metrics."""
-    accelerator = accelerator or Accelerator()
+    accelerator = check_launch(accelerator or Accelerator())
     threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     train, val, names = _load(cfg)
     mode = _mode(cfg, train)
@@ -189,7 +210,7 @@ def run_knn_probe(cfg: KNNProbeConfig, accelerator: Accelerator | None = None) -
     f_train, y_train = _features(cfg, backbone, train, cfg.train_split, accelerator, cache)
     f_val, y_val = _features(cfg, backbone, val, cfg.val_split, accelerator, cache)
     result = None
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # seconds: the others wait
         scores = knn_scores(f_train, y_train, f_val, k=cfg.k, temperature=cfg.temperature)
         # the scores are vote fractions in [0, 1]: a label is predicted by at least half the weight
         result = _report(cfg, mode, scores, y_val, names, {"model": cfg.model, "data": cfg.data, "k": cfg.k, "mode": mode,

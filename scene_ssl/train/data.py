@@ -20,7 +20,7 @@ from ..models import PretrainConfig, TimmBackbone
 from ..transforms import DeviceViewRenderer, ViewNormalizer
 from ..transforms.multiview import MultiViewTransform
 
-__all__ = ["TrainData", "build_train_data", "label_table"]
+__all__ = ["TrainData", "build_train_data", "label_table", "epoch_batches"]
 
 _COLLATE = {"cpu": collate_views, "device": collate_decoded, "bytes": collate_encoded}
 
@@ -38,23 +38,34 @@ class TrainData:
     labels: Tensor | None
     stream: StreamState | None = None
     decode: Callable[[dict], dict] = lambda batch: batch  # --decode-on gpu: the batch's JPEGs, decoded on the device
+    sampler: EpochShuffleSampler | None = None  # the order of a map-style dataset
 
     def batches(self, accelerator: Accelerator, epoch: int, done: int) -> Iterable[dict]:
         """The batches of ``epoch`` after the first ``done`` of this process (a resumed run)."""
         if self.stream is None:
-            # the same sampler order, minus what was done; Accelerate re-applies its loader's own
-            # epoch counter when iteration starts: set it on the loader we iterate (it forwards to
-            # the sampler); the dataset is set directly
-            loader = accelerator.skip_first_batches(self.loader, done) if done else self.loader
-            loader.set_epoch(epoch)
-            self.dataset.set_epoch(epoch)
-            return loader
+            return epoch_batches(accelerator, self.loader, self.sampler, self.dataset, epoch, done)
         if done:  # every worker fast-forwards to where the checkpoint says it was
             self.dataset.resume_at(epoch, done, self.stream.positions)
         else:
             self.dataset.set_epoch(epoch)
             self.stream.reset()
         return (send_to_device(b, accelerator.device, non_blocking=True) for b in self.loader)
+
+
+def epoch_batches(accelerator: Accelerator, loader: DataLoader, sampler: EpochShuffleSampler, dataset, epoch: int,
+                  done: int) -> DataLoader:
+    """The prepared map-style ``loader``'s batches of ``epoch`` after its first ``done`` on this
+    process: the same order as an uninterrupted run, minus what was done.
+
+    The epoch is set on the sampler and the dataset directly: on several processes the loader
+    that skips wraps the sampler in one more layer, which its ``set_epoch`` does not reach (a
+    resumed run then finished its epoch in epoch 0's order); and on the loader iterated, which
+    re-applies its own epoch counter when iteration starts."""
+    sampler.set_epoch(epoch)
+    dataset.set_epoch(epoch)
+    loader = accelerator.skip_first_batches(loader, done) if done else loader
+    loader.set_epoch(epoch)
+    return loader
 
 
 def label_table(data) -> Tensor | None:
@@ -115,12 +126,12 @@ def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder
     if len(dataset) < cfg.batch_size * accelerator.num_processes:
         raise ValueError(f"{cfg.data} has {len(dataset)} images, fewer than one global batch "
                          f"(batch_size {cfg.batch_size} x {accelerator.num_processes} processes)")
-    loader = _loader(dataset, cfg, worker_count(cfg.num_workers), accelerator,
-                     sampler=EpochShuffleSampler(len(dataset), seed=cfg.seed), drop_last=True,
+    sampler = EpochShuffleSampler(len(dataset), seed=cfg.seed)
+    loader = _loader(dataset, cfg, worker_count(cfg.num_workers), accelerator, sampler=sampler, drop_last=True,
                      # its own generator: starting an epoch (or a resumed one) draws no number from the
                      # global RNG, so a resumed run's random stream continues exactly where it was saved
                      generator=torch.Generator().manual_seed(cfg.seed))
     decode = (lambda batch: decode_batch(batch, accelerator.device)) if cfg.render == "bytes" else (lambda batch: batch)
     labels = label_table(data)
     return TrainData(dataset, loader, _view_renderer(cfg, transform, encoder, accelerator.device),
-                     None if labels is None else labels.to(accelerator.device), decode=decode)
+                     None if labels is None else labels.to(accelerator.device), decode=decode, sampler=sampler)

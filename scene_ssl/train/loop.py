@@ -2,17 +2,20 @@
 
 Read it top to bottom: :func:`pretrain` builds the pieces (accelerator, method, data,
 optimiser, the run's plan) into a :class:`_Run`, resumes, then :func:`_train` runs the
-epochs, each optimiser step going through :func:`_step`, logging through :func:`_log` and
-checkpoints through :mod:`.checkpoint`. Every Accelerate call is visible: ``prepare``,
-``accumulate``, ``backward``, ``save_state`` / ``load_state``, ``log``. The method owns
+epochs, each optimiser step being :func:`_begin_step`, its forwards (:func:`_forward_backward`,
+several with ``grad_accum_steps``) and :func:`_optimizer_step`; logging goes through
+:func:`_log` and checkpoints through :mod:`.checkpoint`. Every Accelerate call is visible:
+``prepare``, ``no_sync``, ``backward``, ``save_state`` / ``load_state``, ``log``. The method owns
 the algorithm (stop-gradient, momentum encoder, queues, per-step schedules); the loop
 calls only what :class:`scene_ssl.models.Method` lists. Probing and exporting the trained
 backbone are the recipe's next steps, not the loop's.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,7 +23,7 @@ from typing import Callable
 import timm
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -28,20 +31,19 @@ from ..config import save_config
 from ..data.views import warn_skipped
 from ..durable import tensor_bytes
 from ..data.workers import use_cpu_threads, worker_count
-from ..models import Method, PretrainConfig, StepContext, method_of
+from ..models import Method, PretrainConfig, StepContext, TimmBackbone, method_of
 from ..schedule import cosine_lr
+from ..nonfinite import NonFiniteLossError, NonFiniteWatch
+from ..processes import check_launch
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
 from .data import TrainData, build_train_data
-from .preemption import preemption_signals, stop_requested
+from .preemption import StopAgreement, preemption_signals
 
 __all__ = ["pretrain", "PretrainResult", "NonFiniteLossError", "make_accelerator"]
 
-#: ``monitor(backbone) -> {name: value}``, called every ``monitor_every`` epochs on the main process
-Monitor = Callable[[nn.Module], dict[str, float]]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last checkpoint written before it is intact."""
+#: ``monitor(backbone, accelerator) -> {name: value}``, called every ``monitor_every`` epochs on
+#: every process (each may do a share of the work; all return the same values)
+Monitor = Callable[[nn.Module, Accelerator], dict[str, float]]
 
 
 @dataclasses.dataclass
@@ -58,6 +60,9 @@ class PretrainResult:
     stopped_by: str | None = None  # the signal that ended the run early
     skipped_images: int = 0  # unreadable files, each counted once
     monitor: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    # still joined to the other processes, for what follows (probes, export): the caller ends
+    # it with ``accelerator.end_training()`` (as run_pretraining does)
+    accelerator: Accelerator | None = None
 
     @property
     def finished(self) -> bool:
@@ -66,9 +71,16 @@ class PretrainResult:
 
 @dataclasses.dataclass
 class _Plan:
-    """How long the run is, and the learning-rate schedule of each optimiser step."""
+    """How long the run is, in optimiser steps, and where each step falls in its epoch.
 
-    steps_per_epoch: int
+    The one owner of "where are we": everything is a function of ``TrainState.step``. An
+    epoch is one pass over this process's ``batches`` loader batches, in ``ceil(batches /
+    accum)`` optimiser steps of ``accum`` forwards each, the last step taking what is left
+    (so every batch trains once per epoch, and a step always averages its own forwards).
+    """
+
+    batches: int  # loader batches per epoch on this process
+    accum: int  # forwards per optimiser step (the epoch's last step may take fewer)
     total_steps: int
     end_step: int
     lr: float
@@ -76,19 +88,34 @@ class _Plan:
 
     @classmethod
     def of(cls, cfg: PretrainConfig, batches_per_epoch: int, lr: float) -> "_Plan":
-        steps_per_epoch = batches_per_epoch // cfg.grad_accum_steps
-        if steps_per_epoch == 0:
-            raise ValueError("fewer batches than grad_accum_steps: lower batch_size or grad_accum_steps")
+        if batches_per_epoch < 1:
+            raise ValueError("no whole batch per epoch: lower batch_size")
+        steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
         total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
-        return cls(steps_per_epoch, total, min(total, cfg.stop_after) if cfg.stop_after else total, lr,
-                   int(cfg.warmup_epochs * steps_per_epoch))
+        return cls(batches_per_epoch, cfg.grad_accum_steps, total, min(total, cfg.stop_after) if cfg.stop_after else total,
+                   lr, int(cfg.warmup_epochs * steps_per_epoch))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.batches / self.accum)
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def batches_done(self, step: int) -> int:
+        """Loader batches of its epoch that come before optimiser step ``step`` (0-based)."""
+        return (step % self.steps_per_epoch) * self.accum
+
+    def forwards(self, step: int) -> int:
+        """Forwards of optimiser step ``step``: ``accum``, or what is left of the epoch."""
+        return min(self.accum, self.batches - self.batches_done(step))
 
 
 @dataclasses.dataclass
 class _Progress:
     """What the loop carries between steps."""
 
-    nonfinite: torch.Tensor
+    nonfinite: NonFiniteWatch
     skipped: set[str] = dataclasses.field(default_factory=set)
     last_logs: dict[str, float] = dataclasses.field(default_factory=dict)
     last_checkpoint: Path | None = None
@@ -101,16 +128,14 @@ class _Progress:
 class _Run:
     """The pieces of one run that the loop's steps share.
 
-    ``wrapped`` is the method as Accelerate prepared it (DDP on several processes): what
-    ``accumulate`` and ``backward`` see, called through ``forward`` (the same, compiled with
-    ``--compile``). ``method`` is the same network unwrapped: the contract's hooks
-    (``begin_step``, ``encoder``) are called on it.
+    ``wrapped`` is the method as Accelerate prepared it (DDP on several processes): what is
+    called, and what ``no_sync`` and ``backward`` see. ``method`` is the same network
+    unwrapped: the contract's hooks (``begin_step``, ``encoder``) are called on it.
     """
 
     cfg: PretrainConfig
     accelerator: Accelerator
     wrapped: nn.Module
-    forward: Callable[[dict], dict]
     method: Method
     name: str
     optimizer: torch.optim.Optimizer
@@ -120,7 +145,8 @@ class _Run:
     progress: _Progress
 
     def at(self) -> StepContext:
-        return StepContext(self.state.step, self.plan.total_steps, self.plan.steps_per_epoch, self.cfg.grad_accum_steps)
+        step = self.state.step
+        return StepContext(step, self.plan.total_steps, self.plan.steps_per_epoch, self.plan.forwards(step))
 
 
 def _trackers() -> list[str]:
@@ -132,14 +158,21 @@ def _trackers() -> list[str]:
 
 
 def make_accelerator(cfg: PretrainConfig) -> Accelerator:
-    """The Accelerator a recipe trains with: mixed precision, accumulation, trackers, output dir."""
+    """The Accelerator a recipe trains with: mixed precision, trackers, output dir.
+
+    It does not accumulate: the loop does (see :class:`_Plan`). DDP does not re-send the
+    buffers at every forward (``broadcast_buffers``): the methods keep their queues identical
+    on every process themselves (each enqueues the same gathered keys), and BN running
+    statistics, which only evaluation reads, are made rank 0's at the end (:func:`_finish`)
+    and are rank 0's in every checkpoint.
+    """
     out = Path(cfg.output_dir)
     return Accelerator(
         mixed_precision=cfg.mixed_precision,
-        gradient_accumulation_steps=cfg.grad_accum_steps,
         log_with=_trackers() or None,  # tensorboard when installed; train_log.jsonl always
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # pinned batches, copied without blocking
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
 
 
@@ -158,7 +191,7 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
     # (measured: its 1 worker + 2 threads on 2 cores trains at 1054 images/s, + 1 thread at 1150)
     threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     set_seed(cfg.seed)
-    _fast_backends(accelerator)
+    _fast_backends(accelerator, cfg.tf32)
     method = cfg.build_method()  # checks the method's hyperparameters (topk <= queue size, ...)
     spec = method_of(method)
     data = build_train_data(cfg, _checked_views(cfg, method), method.encoder, accelerator)
@@ -172,10 +205,10 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
     else:  # a stream shards itself across processes: Accelerate must not shard it again
         model, optimizer = accelerator.prepare(model, optimizer)
         accelerator.register_for_checkpointing(data.stream)
-    run = _Run(cfg, accelerator, model, torch.compile(model) if cfg.compile else model, accelerator.unwrap_model(model),
+    run = _Run(cfg, accelerator, model, accelerator.unwrap_model(model),
                spec.name if spec else type(method).__name__.lower(), optimizer, data,
                _Plan.of(cfg, len(data.loader), lr), TrainState(),
-               _Progress(nonfinite=torch.zeros((), dtype=torch.bool, device=accelerator.device)))
+               _Progress(nonfinite=NonFiniteWatch(accelerator.device)))
     accelerator.register_for_checkpointing(run.state)
     _resume(cfg, accelerator, Path(cfg.output_dir) / "checkpoints", run.state)
     if accelerator.is_main_process:  # only now: the config, the method and the data were all checked
@@ -184,20 +217,20 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
                                                       if isinstance(v, (int, float, str, bool))})
     _print_header(run, spec.display_name if spec else type(method).__name__, threads)
     with preemption_signals() as received:
-        stopped_by = _train(run, received, monitor)
+        stopped_by = _train(run, StopAgreement(received, accelerator.num_processes), monitor)
     return _finish(run, stopped_by)
 
 
 # -- setting up -----------------------------------------------------------------------------
 
 def _checked(accelerator: Accelerator, cfg: PretrainConfig) -> Accelerator:
-    if accelerator.gradient_accumulation_steps != cfg.grad_accum_steps:
-        raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} batches but "
-                         f"grad_accum_steps is {cfg.grad_accum_steps}: build it with gradient_accumulation_steps="
-                         f"{cfg.grad_accum_steps}")
+    if accelerator.gradient_accumulation_steps != 1:
+        raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} batches itself, but the "
+                         "loop does (grad_accum_steps): build it without gradient_accumulation_steps, and use "
+                         "--grad-accum-steps rather than accelerate launch --gradient_accumulation_steps")
     if cfg.sync_bn and accelerator.num_processes > 1 and accelerator.device.type == "cpu":
         raise ValueError("sync_bn needs GPUs (torch's SyncBatchNorm does not run on CPU processes)")
-    return accelerator
+    return check_launch(accelerator)
 
 
 def _checked_views(cfg: PretrainConfig, method: Method):
@@ -208,11 +241,14 @@ def _checked_views(cfg: PretrainConfig, method: Method):
     return transform
 
 
-def _fast_backends(accelerator: Accelerator) -> None:
+def _fast_backends(accelerator: Accelerator, tf32: bool) -> None:
     if accelerator.device.type == "cuda":  # fixed shapes: let cuDNN pick its fastest kernels
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
+        # convolutions in TF32 (torch's own default); matmuls only when asked (--tf32): the
+        # heads are a small share of a step, and the loss's queue logits q @ queue.T would
+        # lose 13 mantissa bits of what scene_ssl.losses promises to compute in float32
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
 
 
 def _convert_model(cfg: PretrainConfig, model: nn.Module) -> nn.Module:
@@ -220,6 +256,10 @@ def _convert_model(cfg: PretrainConfig, model: nn.Module) -> nn.Module:
         model = timm.layers.convert_sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:  # the trunks only: the method's own Python (queues, EMA, schedules) stays eager
+        for backbone in model.modules():
+            if isinstance(backbone, TimmBackbone):
+                backbone.compile_trunk()
     return model
 
 
@@ -243,6 +283,9 @@ def _print_header(run: _Run, display_name: str, threads: int) -> None:
         f"{f' ({threads} CPU thread(s))' if accelerator.device.type == 'cpu' else ''}, "
         f"mixed precision {accelerator.mixed_precision}\n"
         f"logging to {Path(cfg.output_dir) / 'train_log.jsonl'}{trackers}")
+    if accelerator.num_processes == 1 and getattr(run.method, "shuffle_bn", False) and getattr(run.method, "bn_splits", 0) == 1:
+        accelerator.print("note: one process with bn_splits 1: shuffle-BN cannot act (a query and its key share batch "
+                          "statistics); --bn-splits 8 gives each its own BN groups, as MoCo's single-GPU practice does")
     if cfg.probe_data and cfg.probe_data != cfg.data:
         accelerator.print(f"note: the probes run on {cfg.probe_data}, not on the training data {cfg.data} "
                           "(set --probe-data, or --probe-data none to skip them)")
@@ -250,73 +293,89 @@ def _print_header(run: _Run, display_name: str, threads: int) -> None:
 
 # -- training -------------------------------------------------------------------------------
 
-def _train(run: _Run, received: list[str], monitor: Monitor | None) -> str | None:
+def _train(run: _Run, stop: StopAgreement, monitor: Monitor | None) -> str | None:
     """Run epochs until ``plan.end_step``; return the signal that stopped the run, if any."""
     state, plan = run.state, run.plan
     # the bar is closed however the run ends, so that an error is printed on a line of its own
     with tqdm(total=plan.end_step, initial=state.step, disable=not run.accelerator.is_local_main_process,
-              desc="pretrain") as bar:
+              desc="pretrain") as bar, contextlib.closing(stop):
         if state.step == 0:  # the reference: the backbone before any step
             _monitor(run, monitor, 0)
         run.wrapped.train()
-        run.method.begin_step(run.at())
         while state.step < plan.end_step:
-            stopped_by = _epoch(run, received, bar)
-            if stopped_by:
-                return stopped_by
+            if _epoch(run, stop, bar):
+                return stop.who()
             if state.step % plan.steps_per_epoch == 0:  # a whole epoch is done
-                _monitor(run, monitor, state.step // plan.steps_per_epoch)
+                _monitor(run, monitor, plan.epoch_of(state.step))
     return None
 
 
-def _epoch(run: _Run, received: list[str], bar) -> str | None:
-    """The (rest of the) current epoch, up to ``plan.end_step``; the signal that stopped it, if any."""
+def _epoch(run: _Run, stop: StopAgreement, bar) -> bool:
+    """The (rest of the) current epoch, up to ``plan.end_step``; whether a signal stopped it.
+    Each optimiser step takes ``plan.forwards(step)`` loader batches."""
     cfg, state, plan, data = run.cfg, run.state, run.plan, run.data
-    epoch = state.step // plan.steps_per_epoch
-    done_in_epoch = (state.step % plan.steps_per_epoch) * cfg.grad_accum_steps
-    for batch in data.batches(run.accelerator, epoch, done_in_epoch):
+    forwards = 0  # of the step in progress
+    for batch in data.batches(run.accelerator, plan.epoch_of(state.step), plan.batches_done(state.step)):
         if data.stream is not None:
             data.stream.update(batch)
+        if forwards == 0:
+            _begin_step(run)
+        n = plan.forwards(state.step)
         log_now = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == plan.end_step
-        out = _step(run, batch, log_now)
-        if not run.accelerator.sync_gradients:
+        forwards += 1
+        out = _forward_backward(run, batch, n, last=forwards == n, diagnostics=log_now and forwards == n)
+        if forwards < n:
             continue
+        _optimizer_step(run)
+        forwards = 0
         state.step += 1
-        for group in run.optimizer.param_groups:
-            group["lr"] = cosine_lr(state.step, plan.total_steps, plan.lr, plan.warmup_steps)
-        run.method.begin_step(run.at())
         bar.update(1)
         if log_now:
             _log(run, out, bar)
         if cfg.save_every and state.step % cfg.save_every == 0 and state.step < plan.end_step:
             _check_finite(run)
             run.progress.last_checkpoint = _save(run)
-        if stop_requested(received, run.accelerator, state.step, cfg.log_every):
-            return received[0] if received else "a signal on another process"
+        if stop():
+            return True
         if state.step >= plan.end_step:
             break
-    return None
+    if forwards:  # the plan and the loader disagree: never silently train a partial step
+        raise RuntimeError(f"the loader ended {forwards} forward(s) into step {state.step + 1}: "
+                           f"it gave fewer than the {plan.batches} batches per epoch it announced")
+    return False
 
 
-def _step(run: _Run, batch: dict, diagnostics: bool) -> dict[str, torch.Tensor]:
-    """One forward / backward (and, at the end of an accumulation, one optimiser step)."""
-    with run.accelerator.accumulate(run.wrapped):
-        batch = run.data.decode(batch)  # with --decode-on gpu the JPEGs are decoded here, on the device
-        warn_skipped(batch.get("skipped"), run.progress.skipped)
-        views = run.data.to_views(batch)  # V x (B, 3, S, S) normalised, channels-last
-        inputs = {"views": views, "index": batch["index"], "diagnostics": diagnostics}
-        if run.data.labels is not None:
-            inputs["label_table"] = run.data.labels
-        out = run.forward(inputs)
+def _begin_step(run: _Run) -> None:
+    """Before every optimiser step, the first included: its learning rate and the method's schedules."""
+    lr = cosine_lr(run.state.step, run.plan.total_steps, run.plan.lr, run.plan.warmup_steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.method.begin_step(run.at())
+
+
+def _forward_backward(run: _Run, batch: dict, forwards: int, *, last: bool, diagnostics: bool) -> dict[str, torch.Tensor]:
+    """One forward and backward of a step of ``forwards``: its loss counts 1 / ``forwards`` of
+    the step's gradient, and the gradients are all-reduced across processes only at the last."""
+    batch = run.data.decode(batch)  # with --decode-on gpu the JPEGs are decoded here, on the device
+    warn_skipped(batch.get("skipped"), run.progress.skipped)
+    views = run.data.to_views(batch)  # V x (B, 3, S, S) normalised, channels-last
+    inputs = {"views": views, "index": batch["index"], "diagnostics": diagnostics}
+    if run.data.labels is not None:
+        inputs["label_table"] = run.data.labels
+    with contextlib.nullcontext() if last else run.accelerator.no_sync(run.wrapped):
+        out = run.wrapped(inputs)
         loss = out["loss"]
-        run.progress.nonfinite |= ~torch.isfinite(loss.detach())  # no sync: read at log and checkpoint steps
-        run.accelerator.backward(loss)
-        if run.cfg.clip_grad_norm and run.accelerator.sync_gradients:
-            run.accelerator.clip_grad_norm_(run.wrapped.parameters(), run.cfg.clip_grad_norm)
-        run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
+        run.progress.nonfinite.add(loss)  # no sync: read at log and checkpoint steps
+        run.accelerator.backward(loss / forwards)
     run.progress.window_images += views[0].shape[0]
     return out
+
+
+def _optimizer_step(run: _Run) -> None:
+    if run.cfg.clip_grad_norm:
+        run.accelerator.clip_grad_norm_(run.wrapped.parameters(), run.cfg.clip_grad_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
 
 
 def _save(run: _Run) -> Path:
@@ -342,10 +401,7 @@ def _all_skipped(run: _Run) -> set[str]:
 
 
 def _check_finite(run: _Run) -> None:
-    if run.progress.nonfinite.item():  # CPU-GPU sync point: only at log and checkpoint steps
-        raise NonFiniteLossError(
-            f"non-finite loss at or before step {run.state.step}; stopping. The last good checkpoint is "
-            f"{run.progress.last_checkpoint or 'none (no checkpoint was written yet)'}; lower the learning rate or try bf16 instead of fp16")
+    run.progress.nonfinite.check(run.accelerator, f"step {run.state.step}", run.progress.last_checkpoint)
 
 
 def _log(run: _Run, out: dict, bar) -> None:
@@ -372,20 +428,19 @@ def _write_logs(run: _Run, logs: dict[str, float]) -> None:
 def _monitor(run: _Run, monitor: Monitor | None, epoch: int) -> None:
     if monitor is None or not run.cfg.monitor_every or epoch % run.cfg.monitor_every:
         return
-    if run.accelerator.is_main_process:  # eval-mode features of the online backbone; the others wait
-        result = {"epoch": epoch, **monitor(run.method.encoder)}
-        run.progress.monitor.append(result)
-        _write_logs(run, {k: v for k, v in result.items() if k != "epoch"})
+    result = {"epoch": epoch, **monitor(run.method.encoder, run.accelerator)}  # eval-mode features, shared work
+    run.progress.monitor.append(result)
+    _write_logs(run, {k: v for k, v in result.items() if k != "epoch"})
+    if run.accelerator.is_main_process:
         tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k != "epoch"))
-    run.accelerator.wait_for_everyone()
 
 
 def _finish(run: _Run, stopped_by: str | None) -> PretrainResult:
     accelerator, state, plan = run.accelerator, run.state, run.plan
     _check_finite(run)
     if accelerator.num_processes > 1:
-        # DDP broadcasts buffers at the start of each forward, so the last step's BN running
-        # statistics are each process's own: end with rank 0's everywhere, as in the checkpoint
+        # DDP does not broadcast buffers (see make_accelerator), so the BN running statistics
+        # are each process's own: end with rank 0's everywhere, as in every checkpoint
         for buffer in run.method.buffers():
             torch.distributed.broadcast(buffer.data, src=0)
     checkpoint = _save(run)
@@ -397,6 +452,7 @@ def _finish(run: _Run, stopped_by: str | None) -> PretrainResult:
                           f"({checkpoint}); the same command with --resume auto goes on from there")
     elif state.step < plan.total_steps:
         accelerator.print(f"stopped at step {state.step} of {plan.total_steps} (stop_after); go on with --resume auto")
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # the curves are complete; the process group stays for the probes
+        tracker.finish()
     return PretrainResult(run.method, run.name, state.step, plan.total_steps, run.progress.last_logs, checkpoint,
-                          Path(run.cfg.output_dir), stopped_by, skipped, run.progress.monitor)
+                          Path(run.cfg.output_dir), stopped_by, skipped, run.progress.monitor, accelerator)

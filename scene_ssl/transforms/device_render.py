@@ -33,15 +33,16 @@ PARAM_FIELDS = ("crop", "jitter", "factors", "order", "gray", "blur", "sigma", "
 
 
 def _crop_resize(images: Tensor, image_index: Tensor, crop: Tensor, size: int) -> Tensor:
-    """(B, H, W, 3) uint8 images -> (N, 3, S, S) float in [0, 1], one crop per row."""
-    # the whole padded batch as floats is the biggest tensor of the render: half precision on
-    # the GPU halves its bytes (8-bit pixels need no more); the views come out in float32
-    dtype = torch.float16 if images.is_cuda else torch.float32
-    x = images.permute(0, 3, 1, 2).to(dtype).div_(255)  # (B, 3, H, W), channels-last memory
-    boxes = torch.cat([image_index[:, None].to(x.dtype), crop.to(x.dtype)], dim=1)  # (N, 5)
+    """(B, H, W, 3) uint8 images -> (N, 3, S, S) float32 in [0, 1], one crop per row.
+
+    In float32 on every device: ``roi_align`` computes its sampling positions in the input's
+    type, and half precision rounds a crop's corner to the nearest whole pixel from 1024 px
+    and to an even one from 2048 px (the batch's memory is bounded by capping each image's
+    decoded size instead)."""
+    x = images.permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W), channels-last memory
+    boxes = torch.cat([image_index[:, None].float(), crop.float()], dim=1)  # (N, 5)
     # aligned=True: a box (x0, y0, x1, y1) covers pixels x0 .. x1 exactly, as PIL's resize(box=)
-    views = roi_align(x, boxes, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-    return views.float()
+    return roi_align(x, boxes, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
 def _apply_affine(x: Tensor, A: Tensor, t: Tensor) -> Tensor:

@@ -263,3 +263,42 @@ def _moco_shuffle_bn_unshuffles(rank, world_size):
 
 def test_moco_shuffle_bn_returns_each_process_its_own_keys():
     run_distributed(_moco_shuffle_bn_unshuffles)
+
+
+def _queues_stay_in_sync_without_ddp_broadcasting_them(rank, world_size, name):
+    from torch.nn.parallel import DistributedDataParallel
+
+    from scene_ssl.models import DenseCL
+
+    torch.manual_seed(0)  # the same initial weights and queues on both processes
+    model = DenseCL(TINY, dim=8, hidden_dim=16, queue_size=64) if name == "densecl" else make(name)
+    ddp = DistributedDataParallel(model.train(), broadcast_buffers=False)  # as the loop's accelerator builds it
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.manual_seed(10 + rank)  # each process its own images
+    for _ in range(3):
+        ddp({"views": views(2, size=64 if name == "densecl" else 32)})["loss"].backward()
+        opt.step()
+        opt.zero_grad()
+        for key, buffer in model.named_buffers():
+            if "queue" in key:
+                both = [torch.empty_like(buffer) for _ in range(world_size)]
+                torch.distributed.all_gather(both, buffer)
+                assert torch.equal(both[0], both[1]), f"{key} differs between the processes"
+
+
+@pytest.mark.parametrize("name", ["moco", "mls", "densecl"])
+def test_queues_stay_identical_across_processes_without_buffer_broadcasts(name):
+    # every process enqueues the same gathered keys: DDP need not re-send the queues each forward
+    run_distributed(_queues_stay_in_sync_without_ddp_broadcasting_them, name)
+
+
+def test_the_training_accelerator_does_not_broadcast_buffers(tmp_path):
+    from accelerate.state import AcceleratorState, GradientState
+
+    from scene_ssl.models import MLSConfig
+    from scene_ssl.train import make_accelerator
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    accelerator = make_accelerator(MLSConfig(output_dir=str(tmp_path)))
+    assert accelerator.ddp_handler is not None and accelerator.ddp_handler.broadcast_buffers is False  # main 8d5e37d: None (DDP's default True)

@@ -100,8 +100,8 @@ def test_a_registered_toy_method_trains_exports_and_is_named_in_its_card(own_tab
     cfg = _small(scenes, tmp_path, ToyConfig, max_steps=3)
     run = _run(cfg)
     assert run.method == "toyssl" and run.finished and "loss_toy" in run.losses
-    # the loop called the contract's hook before each of the 3 steps and after the last
-    assert [(s.step, s.total_steps) for s in run.model.seen_steps] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    # the loop called the contract's hook before each of the 3 steps, the first included
+    assert [(s.step, s.total_steps) for s in run.model.seen_steps] == [(0, 3), (1, 3), (2, 3)]
     state = json.loads((run.checkpoint / "trainer_state.json").read_text())
     assert state["method"] == "toyssl"
     folder = export_run(run, cfg)

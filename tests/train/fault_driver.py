@@ -7,13 +7,16 @@ FAULT is one of ``none`` (a plain run), ``raise_in_step`` (the third forward rai
 checkpoint), ``disk_full_check`` (the disk reports almost no free space once a checkpoint
 exists), ``disk_full_export`` (the same once the last checkpoint exists: the export is refused), ``disk_full_write`` (the second checkpoint's write fails the way a full disk fails,
 after half a file), ``kill_rank1`` (rank 1 of a 2-process run SIGKILLs itself at its third
-forward). A finished run writes this rank's final weights to ``OUT_DIR/final_rank{R}.safetensors``.
+forward), ``nan_rank1`` (rank 1's loss is NaN from its third forward on; rank 0's stays finite),
+``slow`` (every forward sleeps 0.1 s first: time for a test to signal the run mid-way; the
+numbers are those of ``none``). A finished run writes this rank's final weights to ``OUT_DIR/final_rank{R}.safetensors``.
 """
 import errno
 import os
 import shutil
 import signal
 import sys
+import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -53,6 +56,26 @@ def inject(fault: str, out: Path) -> None:
     elif fault == "kill_rank1":
         if os.environ.get("RANK") == "1":
             _on_forward(3, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    elif fault == "slow":
+        forward = MLS.forward
+
+        def slow(self, batch):
+            time.sleep(0.1)
+            return forward(self, batch)
+
+        MLS.forward = slow
+    elif fault == "nan_rank1":
+        if os.environ.get("RANK") == "1":
+            forward, calls = MLS.forward, [0]
+
+            def poisoned(self, batch):
+                out = forward(self, batch)
+                calls[0] += 1
+                if calls[0] >= 3:
+                    out["loss"] = out["loss"] * float("nan")
+                return out
+
+            MLS.forward = poisoned
     elif fault == "sigkill_after_checkpoint":
         save = loop.save_checkpoint
 

@@ -5,12 +5,9 @@ intact, and ``--resume auto`` carrying on from the newest intact checkpoint.
 Each fault runs the MLS recipe in a process of its own (``fault_driver.py``), marked with an
 environment variable, so that the process table can be searched for anything it left behind.
 """
-import os
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -23,45 +20,24 @@ from scene_ssl.config import load_config
 from scene_ssl.models import MLSConfig
 from scene_ssl.train import DamagedCheckpoint, find_checkpoint, list_checkpoints, pretrain
 
+from ..launching import accelerate_launch, job_env, new_mark, nothing_left_behind
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 DRIVER = HERE / "fault_driver.py"
 FLAGS = ["--backbone", "test_resnet", "--image-size", "24", "--batch-size", "8", "--queue-size", "32", "--dim", "16",
          "--hidden-dim", "32", "--topk", "4", "--max-steps", "6", "--save-every", "2", "--keep-checkpoints", "3",
          "--log-every", "1", "--probe-data", "none", "--export", "false", "--channels-last", "false", "--num-workers", "2"]
 
 
-def _left_behind(mark: str) -> list[int]:
-    """Pids of live processes that carry ``mark`` in their environment."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if mark.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:  # gone meanwhile, or not ours to read
-                pass
-    return found
-
-
-def _nothing_left_behind(mark: str, grace: float = 10.0) -> None:
-    deadline = time.monotonic() + grace
-    while _left_behind(mark) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _left_behind(mark), f"processes left running: {_left_behind(mark)}"
-
-
 def run_fault(fault: str, out: Path, data: Path, *extra: str, launch: list[str] | None = None,
               timeout: float = 180) -> subprocess.CompletedProcess:
     """Run the recipe with ``fault``; assert it ended within ``timeout`` and left no process."""
-    mark = f"SCENE_SSL_FAULT_{uuid.uuid4().hex}"
-    env = {**os.environ, mark: "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1",
-           "GLOO_SOCKET_IFNAME": "lo", "SCENE_SSL_CACHE": str(out.parent / "cache")}
+    mark = new_mark()
     cmd = [*(launch or [sys.executable]), str(DRIVER), fault, str(out), "--data", f"coco:{data}", *FLAGS, *extra]
     start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=job_env(out.parent, mark), capture_output=True, text=True, timeout=timeout)
     proc.wall = time.monotonic() - start
-    _nothing_left_behind(mark)
+    nothing_left_behind(mark)
     return proc
 
 
@@ -125,12 +101,7 @@ def test_a_full_disk_at_the_export_is_one_line_too(scenes, tmp_path):
 
 
 def test_a_killed_rank_ends_the_other_one(scenes, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
-    proc = run_fault("kill_rank1", tmp_path / "out", scenes, "--num-workers", "1", launch=launch, timeout=240)
+    proc = run_fault("kill_rank1", tmp_path / "out", scenes, "--num-workers", "1", launch=accelerate_launch(2), timeout=240)
     assert proc.returncode != 0 and not (tmp_path / "out" / "final_rank0.safetensors").exists()
 
 
