@@ -9,14 +9,19 @@ own time budget, writing its rows as it goes: a section that fails or runs out o
 reported with the rows it finished, and the others still run.
 
 1. ``env``: GPU, driver, torch / torchvision / timm versions, CPU cores.
-2. ``step``: training-step rates (bench_step.py) of supervised fwd+bwd and every registered
-   method, eager and ``torch.compile``; images/s, ratio to supervised, peak memory.
-3. ``e2e``: the real loop from 640x480 JPEGs written to local disk, MLS and BAM, each through
+2. ``parity``: the CUDA parity tests (``tests/cuda``: device renderer and GPU decode vs the
+   CPU, SyncBN, the export of a model on the GPU, every method through the recipe in bf16
+   with its probe and export); one row per test with its outcome.
+3. ``step``: training-step rates (bench_step.py) of supervised fwd+bwd and every registered
+   method, eager and ``--compile`` (the trunks, as the loop compiles them); images/s, ratio
+   to supervised, peak memory.
+4. ``e2e``: the real loop from 640x480 JPEGs written to local disk, MLS and BAM, each through
    the three data paths (CPU views, ``--augment-on gpu``, ``--decode-on gpu``) with CPU
-   cores - 2 workers; images/s, ratio to supervised, mean worker CPU and GPU utilisation.
-4. ``learning``: bench_learning.py ``--scale gpu`` for random init, MoCo v2, MLS, BAM and the
+   cores - 2 workers, then MLS with ``compile=True``; images/s, ratio to supervised, mean
+   worker CPU and GPU utilisation, and whether the run's export (from the GPU) was written.
+5. ``learning``: bench_learning.py ``--scale gpu`` for random init, MoCo v2, MLS, BAM and the
    supervised ceiling, one seed, on ``--learning-data`` (default: the embedded scenes).
-5. ``detection``: Faster R-CNN R50-FPN at 512-640 px: training iterations/s, evaluation
+6. ``detection``: Faster R-CNN R50-FPN at 512-640 px: training iterations/s, evaluation
    images/s at eval batch 1 and 8.
 """
 from __future__ import annotations
@@ -36,11 +41,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-SECTIONS = ("env", "step", "e2e", "learning", "detection")
+SECTIONS = ("env", "parity", "step", "e2e", "learning", "detection")
 #: seconds each section may take on a GPU (8 minutes in all) and with --smoke
-BUDGETS = {"env": 20, "step": 150, "e2e": 120, "learning": 150, "detection": 40}
+BUDGETS = {"env": 20, "parity": 150, "step": 120, "e2e": 100, "learning": 60, "detection": 30}
 #: --smoke: caps, generous so that a slow CI machine does not cut a section (the whole runs in < 2 minutes)
-SMOKE_BUDGETS = {"env": 60, "step": 120, "e2e": 120, "learning": 180, "detection": 120}
+SMOKE_BUDGETS = {"env": 60, "parity": 60, "step": 120, "e2e": 120, "learning": 180, "detection": 120}
 SMOKE_HEADS = dict(dim=32, hidden_dim=64, queue_size=256, topk=5, proj_dim=64, proj_hidden_dim=64, pred_hidden_dim=16)
 
 
@@ -92,6 +97,22 @@ def section_env(args, emit) -> None:
             row["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                            capture_output=True, text=True).stdout.strip()
     emit(row)
+
+
+def section_parity(args, emit) -> None:
+    """``pytest tests/cuda``: each test's outcome (all skipped without CUDA, as with --smoke)."""
+    report = Path(args.rows).with_suffix(".junit.xml")
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE.parent / "tests" / "cuda"),
+                    f"--junitxml={report}"], cwd=HERE.parent, env=env, capture_output=True, text=True)
+    import xml.etree.ElementTree as ET
+
+    for case in ET.parse(report).getroot().iter("testcase"):
+        problem = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+        outcome = "passed" if problem is None else problem.tag
+        message = "" if problem is None else (problem.get("message") or "").splitlines()[0][:160] if problem.get("message") else ""
+        emit({"test": case.get("name"), "outcome": outcome, "seconds": round(float(case.get("time", 0)), 1),
+              "message": message})
 
 
 def section_step(args, emit) -> None:
@@ -155,6 +176,7 @@ def section_e2e(args, emit) -> None:
     import bench_step
 
     from scene_ssl.data import make_scenes
+    from scene_ssl.export import export_run
     from scene_ssl.models import get_method
 
     device = _device(args)
@@ -168,24 +190,29 @@ def section_e2e(args, emit) -> None:
     supervised = bench_step.bench("supervised", opts, device)["images_s"]
     workers = 0 if smoke else max(1, (os.cpu_count() or 3) - 2)
     steps = 2 if smoke else 60
-    for method in ("mls", "bam"):
+    runs = [(method, aug, decode, False) for method in ("mls", "bam")
+            for aug, decode in (("cpu", "cpu"), ("gpu", "cpu"), ("gpu", "gpu"))]
+    if not smoke:  # compiling on a CPU takes longer than the whole smoke run
+        runs.append(("mls", "gpu", "cpu", True))
+    for method, aug, decode, compiled in runs:
         spec = get_method(method)
-        for aug, decode in (("cpu", "cpu"), ("gpu", "cpu"), ("gpu", "gpu")):
-            common = dict(data=f"coco:{root}", backbone=backbone, image_size=image_size, num_workers=workers,
-                          max_steps=steps, log_every=max(1, steps // 3), save_every=0, export=False, probe_data=None,
-                          augment_on=aug, decode_on=decode, output_dir=str(tmp / f"{method}_{aug}_{decode}"),
-                          channels_last=not smoke, mixed_precision="no" if smoke else "bf16")
-            if smoke:  # small heads and queues: the paper's are minutes of CPU time
-                fields = {f.name for f in dataclasses.fields(spec.config)}
-                common.update({k: v for k, v in SMOKE_HEADS.items() if k in fields})
-            cfg = bench_step.crop_matched_config(method, common, batch)
-            views = cfg.build_views().num_views
-            with _Utilisation() as use:
-                run = bench_learning.fresh_pretrain(cfg, cpu=device.type == "cpu")
-            ips = run.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
-            emit({"method": method, "path": {"cpu": "CPU views", "gpu": "augment on GPU"}[aug] + (" + decode on GPU" if decode == "gpu" else ""),
-                  "workers": workers, "images_s": round(ips, 1), "crops_s": round(ips * views, 1),
-                  "vs_supervised_crops": round(ips * views / supervised, 3), **use.means()})
+        common = dict(data=f"coco:{root}", backbone=backbone, image_size=image_size, num_workers=workers,
+                      max_steps=steps, log_every=max(1, steps // 3), save_every=0, probe_data=None,
+                      augment_on=aug, decode_on=decode, output_dir=str(tmp / f"{method}_{aug}_{decode}_{compiled}"),
+                      channels_last=not smoke, mixed_precision="no" if smoke else "bf16", compile=compiled)
+        if smoke:  # small heads and queues: the paper's are minutes of CPU time
+            fields = {f.name for f in dataclasses.fields(spec.config)}
+            common.update({k: v for k, v in SMOKE_HEADS.items() if k in fields})
+        cfg = bench_step.crop_matched_config(method, common, batch)
+        views = cfg.build_views().num_views
+        with _Utilisation() as use:
+            run = bench_learning.fresh_pretrain(cfg, cpu=device.type == "cpu")
+        ips = run.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
+        exported = export_run(run, cfg)  # from the model where it trained (the GPU)
+        emit({"method": method, "path": {"cpu": "CPU views", "gpu": "augment on GPU"}[aug] + (" + decode on GPU" if decode == "gpu" else "")
+              + (" + compile" if compiled else ""), "workers": workers, "images_s": round(ips, 1),
+              "crops_s": round(ips * views, 1), "vs_supervised_crops": round(ips * views / supervised, 3), **use.means(),
+              "exported": exported is not None and (exported / "model.safetensors").is_file()})
 
 
 def section_learning(args, emit) -> None:

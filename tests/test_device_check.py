@@ -18,7 +18,7 @@ def test_the_smoke_run_reports_every_section(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "device_report.json").read_text())
     sections = report["sections"]
-    assert set(sections) == {"env", "step", "e2e", "learning", "detection"}
+    assert set(sections) == {"env", "parity", "step", "e2e", "learning", "detection"}
     assert all(s["status"] == "ok" for s in sections.values()), {k: s["status"] for k, s in sections.items()}
     assert sections["env"]["rows"][0]["torch"] and sections["env"]["rows"][0]["cpu_cores"] >= 1
     step = {r["method"]: r for r in sections["step"]["rows"]}
@@ -26,7 +26,9 @@ def test_the_smoke_run_reports_every_section(tmp_path):
     assert all(r["images_s"] > 0 and r["vs_supervised_crops"] > 0 for r in step.values())
     e2e = {(r["method"], r["path"]) for r in sections["e2e"]["rows"]}
     assert {m for m, _ in e2e} == {"mls", "bam"} and len(e2e) == 6
-    assert all(r["images_s"] > 0 for r in sections["e2e"]["rows"])
+    assert all(r["images_s"] > 0 and r["exported"] for r in sections["e2e"]["rows"])
+    parity = {r["test"]: r["outcome"] for r in sections["parity"]["rows"]}  # without CUDA: listed, skipped
+    assert any("renderer" in t for t in parity) and set(parity.values()) == {"skipped"}
     learning = {r["method"]: r for r in sections["learning"]["rows"]}
     assert set(learning) == {"random", "mocov2", "mls", "bam", "supervised"}
     assert all(0 <= r["linear_mAP"] <= 100 for r in learning.values())
