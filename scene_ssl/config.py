@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import re
 import sys
@@ -111,6 +112,10 @@ def _read_yaml(path: str | Path) -> dict:
     return loaded
 
 
+class UnknownConfigKey(ValueError):
+    """A key the config does not have; its message names the key and where it was written."""
+
+
 def _resolve(cls, sources: list[tuple[str, dict]]) -> dict[str, Any]:
     fields = _fields(cls)
     values: dict[str, Any] = {}
@@ -118,7 +123,9 @@ def _resolve(cls, sources: list[tuple[str, dict]]) -> dict[str, Any]:
         for key, value in mapping.items():
             name = str(key).replace("-", "_")
             if name not in fields:
-                raise ValueError(f"unknown config key {key!r} in {where}; valid keys: {', '.join(sorted(fields))}")
+                close = difflib.get_close_matches(name, fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(fields))}"
+                raise UnknownConfigKey(f"unknown config key {key!r} in {where}{hint}")
             values[name] = _convert(name, fields[name][0], value)
     return values
 
@@ -203,7 +210,7 @@ RUN_FAILURES = (NonFiniteLossError,)
 
 def _with_flag(message: str, cls) -> str:
     """Prefix the flag of the config field the message names first: ``--topk: topk=32 ...``."""
-    if cls is None:
+    if cls is None or message.startswith("unknown config key"):  # it names the key and the file itself
         return message
     found = []
     for name in _fields(cls):

@@ -1,22 +1,22 @@
-"""COCO-format folders through pycocotools, cached as a ``datasets.Dataset`` with an explicit fingerprint."""
+"""COCO-format folders, cached as a ``datasets.Dataset`` of file names with an explicit fingerprint."""
 from __future__ import annotations
 
-import contextlib
-import io
-import json
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import datasets
+import pyarrow.compute as pc
 
+from .annotations import checked, read_json
 from .schema import GroundTruth, cache_root, dataset_from_columns, features_for, fingerprint_of, multi_hot
 
 __all__ = ["load_coco", "coco_ground_truth", "COCO_SPLITS"]
 
 COCO_SPLITS = ("train", "val")
-_SCHEMA_VERSION = "coco-v1"
+_SCHEMA_VERSION = "coco-v2"  # v2: file names, not image bytes
 
 
 def _paths(root: Path, split: str) -> tuple[Path, Path]:
@@ -32,12 +32,43 @@ def _paths(root: Path, split: str) -> tuple[Path, Path]:
 
 
 def coco_ground_truth(root: str | os.PathLike, split: str) -> GroundTruth:
-    """The instances of ``split`` (``annotations/instances_{split}2017.json``) and where each image is."""
+    """The instances of ``split`` (``annotations/instances_{split}2017.json``) and where each
+    image is; checked by :func:`~scene_ssl.data.annotations.checked` where they are used."""
     root = Path(root).expanduser()
     ann, folder = _paths(root, split)
-    dataset = json.loads(ann.read_text())
+    dataset = read_json(ann)
     sources = {int(info["id"]): str(folder / info["file_name"]) for info in dataset.get("images", [])}
-    return GroundTruth(dataset, sources, f"coco:{root}")
+    return GroundTruth(dataset, sources, str(ann))
+
+
+def _labels(dataset: dict, drop_unlabeled: bool) -> tuple[list[str], dict[str, list]]:
+    """Class names (categories in id order: COCO's 80 non-contiguous ids become 0..79) and the
+    columns, the image column holding each image's file name."""
+    cat_ids = sorted(int(c["id"]) for c in dataset.get("categories", []))
+    names = {int(c["id"]): c["name"] for c in dataset.get("categories", [])}
+    index = {c: i for i, c in enumerate(cat_ids)}
+    labels_of: dict[int, set[int]] = {}
+    for a in dataset["annotations"]:
+        labels_of.setdefault(int(a["image_id"]), set()).add(index[int(a["category_id"])])
+    columns: dict[str, list] = {"image": [], "image_id": [], "labels": [], "multi_hot": []}
+    for image in sorted(dataset.get("images", []), key=lambda i: int(i["id"])):
+        labels = sorted(labels_of.get(int(image["id"]), ()))
+        if drop_unlabeled and not labels:
+            continue
+        columns["image"].append(image["file_name"])
+        columns["image_id"].append(int(image["id"]))
+        columns["labels"].append(labels)
+        columns["multi_hot"].append(multi_hot(labels, len(cat_ids)))
+    return [names[c] for c in cat_ids], columns
+
+
+def _in_folder(ds: datasets.Dataset, folder: Path) -> datasets.Dataset:
+    """The cached file names as an ``Image`` column of paths under ``folder``."""
+    table = ds.data.table
+    paths = pc.binary_join_element_wise(str(folder) + os.sep, table.column("image"), "")
+    ds = datasets.Dataset(table.set_column(table.schema.get_field_index("image"), "image", paths), info=ds.info,
+                          fingerprint=fingerprint_of(ds._fingerprint, folder))
+    return ds.cast_column("image", datasets.Image())
 
 
 def load_coco(root: str | os.PathLike, split: str, *, drop_unlabeled: bool = False) -> datasets.Dataset:
@@ -45,37 +76,26 @@ def load_coco(root: str | os.PathLike, split: str, *, drop_unlabeled: bool = Fal
 
     COCO's non-contiguous category ids become contiguous class indices in id order (80 for
     COCO). Images without annotations are kept (they are fine for SSL) unless
-    ``drop_unlabeled`` (what probes want). The built dataset is cached under
-    :func:`~scene_ssl.data.schema.cache_root`, keyed by the annotation file's path, size and
-    modification time, so the ~20 s pycocotools parse of train2017 happens once, and
-    ``datasets`` never has to hash a captured COCO object.
+    ``drop_unlabeled`` (what probes want). The annotations are checked
+    (:func:`~scene_ssl.data.annotations.checked`). The columns are cached under
+    :func:`~scene_ssl.data.schema.cache_root` with each image's file name, never its bytes
+    (a few dozen bytes per image), keyed by the annotation file's size, modification time and
+    first bytes, not its path: the cache stays valid when the folder moves (``mv``, ``cp -a``).
+    A missing or unreadable image is skipped, warned about and counted where it is decoded.
     """
     root = Path(root).expanduser().resolve()
     ann, images = _paths(root, split)
     st = ann.stat()
-    key = fingerprint_of(_SCHEMA_VERSION, ann, st.st_size, st.st_mtime_ns, images, drop_unlabeled)
-    cached = cache_root() / "datasets" / f"{root.name}-{split}-{key}"
+    with open(ann, "rb") as f:
+        head = hashlib.sha1(f.read(1 << 20)).hexdigest()
+    key = fingerprint_of(_SCHEMA_VERSION, st.st_size, st.st_mtime_ns, head, split, drop_unlabeled)
+    cached = cache_root() / "datasets" / f"coco-{split}-{key}"  # not named by the folder: it may move
     if (cached / "dataset_info.json").exists():
-        return datasets.load_from_disk(str(cached))
+        return _in_folder(datasets.load_from_disk(str(cached)), images)
 
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco = COCO(str(ann))
-    cat_ids = sorted(coco.getCatIds())
-    names = [coco.cats[c]["name"] for c in cat_ids]
-    index = {c: i for i, c in enumerate(cat_ids)}
-    columns: dict[str, list] = {"image": [], "image_id": [], "labels": [], "multi_hot": []}
-    for image_id in sorted(coco.getImgIds()):
-        labels = sorted({index[a["category_id"]] for a in coco.imgToAnns.get(image_id, [])})
-        if drop_unlabeled and not labels:
-            continue
-        columns["image"].append(str(images / coco.imgs[image_id]["file_name"]))
-        columns["image_id"].append(int(image_id))
-        columns["labels"].append(labels)
-        columns["multi_hot"].append(multi_hot(labels, len(names)))
-    ds = dataset_from_columns(columns, features_for(names), fingerprint=key)
-
+    names, columns = _labels(checked(read_json(ann), str(ann)), drop_unlabeled)
+    features = datasets.Features({**features_for(names), "image": datasets.Value("string")})
+    ds = dataset_from_columns(columns, features, fingerprint=key)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=cached.name + ".tmp-", dir=cached.parent))
     was_disabled = datasets.utils.logging.is_progress_bar_enabled() is False
@@ -90,4 +110,4 @@ def load_coco(root: str | os.PathLike, split: str, *, drop_unlabeled: bool = Fal
         shutil.rmtree(tmp, ignore_errors=True)
         if not was_disabled:
             datasets.utils.logging.enable_progress_bar()
-    return datasets.load_from_disk(str(cached)) if cached.exists() else ds
+    return _in_folder(datasets.load_from_disk(str(cached)) if cached.exists() else ds, images)

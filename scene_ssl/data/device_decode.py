@@ -6,10 +6,11 @@ seeding as every other path); the training process decodes the whole batch with
 ``torchvision.io.decode_jpeg`` on its device (nvJPEG on a GPU, batched; libjpeg-turbo on the
 CPU, which is how the tests run it), then the device renderer cuts the views. What nvJPEG
 does not take is decoded in the worker as before: PNGs and other formats, and CMYK JPEGs.
-Grayscale JPEGs come out with 3 channels, like the CPU path; EXIF orientation is ignored on
-both paths, as torchvision's and the papers' loaders do. A JPEG that fails on the device is
-decoded again with PIL; one that fails there too is replaced by another image of the batch
-and named in ``skipped``, so the batch keeps its size.
+The rule of :mod:`.decode` holds here too: grayscale JPEGs come out with 3 channels, the
+EXIF orientation read in the worker turns the decoded pixels on the device, and an image
+larger than the longest side is resized (antialiased) on the device, its crops with it. A
+JPEG that fails on the device is decoded again with PIL; one that fails there too is
+replaced by another image of the batch and named in ``skipped``, so the batch keeps its size.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from .decode import DecodeError, decode_image, describe_source, open_image, read_bytes
+from .decode import DecodeError, decode_image, describe_source, open_image, orientation, oriented_size, read_bytes
 
 __all__ = ["read_encoded", "decode_batch"]
 
@@ -29,21 +30,42 @@ __all__ = ["read_encoded", "decode_batch"]
 _DEVICE_MODES = ("RGB", "L")
 
 
-def read_encoded(item: Any) -> tuple[np.ndarray | None, Any, tuple[int, int]]:
-    """``(jpeg bytes or None, the decoded image when not a device JPEG, (width, height))``.
+def read_encoded(item: Any, max_side: int | None = None) -> tuple[np.ndarray | None, Any, int, tuple[int, int]]:
+    """``(jpeg bytes or None, the decoded image when not a device JPEG, its EXIF orientation,
+    (width, height) upright)``: the views are drawn for the upright size. A decoded image is
+    upright already and at most ``max_side``.
 
     Raises:
         DecodeError: the file is missing or its header is not an image's.
     """
     image = open_image(item)
+    size = oriented_size(image)
     if image.format == "JPEG" and image.mode in _DEVICE_MODES:
         try:
             data = read_bytes(item)
         except OSError as e:
             raise DecodeError(describe_source(item), e) from e
-        return np.frombuffer(data, dtype=np.uint8), None, image.size
-    decoded = decode_image(item)
-    return None, decoded, decoded.size
+        return np.frombuffer(data, dtype=np.uint8), None, orientation(image), size
+    return None, decode_image(item, max_side), 1, size
+
+
+def _upright(image: Tensor, turn: int) -> Tensor:
+    """(3, H, W) turned by EXIF orientation ``turn`` (as PIL's ``exif_transpose``)."""
+    if turn in (2, 4, 5, 7):  # a mirror: flip, then (5, 7) turn
+        image = image.flip(-1 if turn in (2, 5, 7) else -2)
+    quarter_turns = {3: 2, 5: 1, 6: 3, 7: 3, 8: 1}.get(turn, 0)  # counter-clockwise
+    return torch.rot90(image, quarter_turns, dims=(1, 2)) if quarter_turns else image
+
+
+def _within(image: Tensor, max_side: int | None) -> Tensor:
+    """(3, H, W) uint8 resized (antialiased) so that its longer side is at most ``max_side``."""
+    h, w = image.shape[1:]
+    if max_side is None or max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0] \
+        .round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _decode_one(data: np.ndarray, device: torch.device) -> Tensor | None:
@@ -58,10 +80,11 @@ def _decode_one(data: np.ndarray, device: torch.device) -> Tensor | None:
         return None
 
 
-def decode_batch(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+def decode_batch(batch: dict[str, Any], device: torch.device | str, max_side: int | None = None) -> dict[str, Any]:
     """Decode a :func:`~scene_ssl.data.views.collate_encoded` batch on ``device``; return it as
     :func:`~scene_ssl.data.collate_decoded` would have (``images`` uint8 (B, H_max, W_max, 3),
-    each image top-left in its slot), ready for the device renderer."""
+    each image upright, at most ``max_side``, top-left in its slot, its views' crops in its
+    pixels), ready for the device renderer."""
     device = torch.device(device)
     encoded = batch["encoded"]
     jpegs = [i for i, e in enumerate(encoded) if e is not None]
@@ -85,7 +108,16 @@ def decode_batch(batch: dict[str, Any], device: torch.device | str) -> dict[str,
         if img is None:  # undecodable: another image of the batch takes its place
             images[i] = good
             skipped.append(batch["names"][i])
+    crop = batch["params"]["crop"].clone()  # view-major rows: row k * B + i is view k of image i
+    for i, turn in enumerate(batch.get("turns", [1] * len(images))):
+        if batch["encoded"][i] is None:
+            continue  # decoded in the worker: upright, within max_side, crops already in its pixels
+        drawn = images[i].shape[1:] if turn not in (5, 6, 7, 8) else images[i].shape[2:0:-1]
+        images[i] = _within(_upright(images[i], turn), max_side)
+        h, w = images[i].shape[1:]
+        scale = torch.tensor([w / drawn[1], h / drawn[0]] * 2, dtype=crop.dtype, device=crop.device)
+        crop[i :: len(images)] *= scale
     h = max(img.shape[1] for img in images)
     w = max(img.shape[2] for img in images)
     padded = torch.stack([F.pad(img, (0, w - img.shape[2], 0, h - img.shape[1])) for img in images])  # (B, 3, H, W)
-    return {**batch, "images": padded.permute(0, 2, 3, 1), "skipped": skipped}
+    return {**batch, "images": padded.permute(0, 2, 3, 1), "skipped": skipped, "params": {**batch["params"], "crop": crop}}

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import re
 import tarfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import fsspec
 
-__all__ = ["expand_braces", "shard_urls", "read_index", "iterate_shard", "count_shard", "INDEX_NAME"]
+__all__ = ["expand_braces", "shard_urls", "read_index", "iterate_shard", "count_shard", "INDEX_NAME", "DAMAGED_SHARD"]
+
+#: what a damaged shard raises while it is read (a truncated tar, a 0-byte file, a short read)
+DAMAGED_SHARD = (tarfile.TarError, EOFError, OSError)
 
 INDEX_NAME = "index.json"
 _BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -37,11 +41,19 @@ def expand_braces(pattern: str) -> list[str]:
 
 def shard_urls(location: str) -> list[str]:
     """The shards a ``wds:`` location names: a brace pattern (local or URL), one tar, or a
-    local folder (every ``*.tar`` in it, sorted)."""
+    local folder: the shards its ``index.json`` lists (a stray tar beside them is not read),
+    else every ``*.tar`` in it, sorted."""
     if "{" in location:
         return expand_braces(location)
     path = Path(location).expanduser()
     if path.is_dir():
+        index = path / INDEX_NAME
+        if index.is_file():
+            listed = [str(path / s["name"]) for s in json.loads(index.read_text()).get("shards", [])]
+            missing = [p for p in listed if not Path(p).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{index} lists {len(missing)} shard(s) that are not there (first: {missing[0]})")
+            return listed
         tars = sorted(str(p) for p in path.glob("*.tar"))
         if not tars:
             raise FileNotFoundError(f"no .tar shards in {path}")
@@ -85,12 +97,17 @@ def iterate_shard(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 def count_shard(url: str) -> int:
-    """Samples in a shard, from its member names alone (no image is decoded)."""
+    """Samples in a shard, from its member names alone (no image is decoded). A damaged shard
+    is named in a warning and counts the samples before the damage."""
     keys, last = 0, None
-    with fsspec.open(url, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
-        for member in tar:
-            if member.isfile():
-                key = _split_member(member.name)[0]
-                keys += key != last
-                last = key
+    try:
+        with fsspec.open(url, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+            for member in tar:
+                if member.isfile():
+                    key = _split_member(member.name)[0]
+                    keys += key != last
+                    last = key
+    except DAMAGED_SHARD as e:
+        warnings.warn(f"damaged shard {url} ({type(e).__name__}: {e}): only its first {keys} sample(s) are read",
+                      stacklevel=2)
     return keys

@@ -47,18 +47,30 @@ def _image_bytes(item: Any) -> tuple[bytes, str]:
     return data, "jpg" if ext == "jpeg" else ext
 
 
+def _old_shards(out: Path) -> list[Path]:
+    """What an earlier conversion left in ``out``: shards, half-written ones, the index."""
+    return sorted([*out.glob("*.tar"), *out.glob("*.tar.tmp"), *out.glob(INDEX_NAME)]) if out.is_dir() else []
+
+
 def write_shards(spec: str, split: str, out: str | os.PathLike, *, shard_size: int = 1000, prefix: str | None = None,
-                 progress: bool = True) -> list[Path]:
+                 progress: bool = True, overwrite: bool = False) -> list[Path]:
     """Write ``split`` of any data spec as tar shards of ``shard_size`` samples into ``out``,
     with ``index.json``; return the shard paths. Images keep their bytes; labels travel in
     ``<key>.json``. Written to temporary names and renamed, so a half-written shard never
-    looks complete."""
+    looks complete. A folder that holds shards already is refused unless ``overwrite``, which
+    removes them first (stale shards would otherwise be read beside the new ones)."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    out = Path(out)
+    old = _old_shards(out)
+    if old and not overwrite:
+        raise ValueError(f"{out} already holds {len(old)} shard file(s) (e.g. {old[0].name}): choose an empty folder, "
+                         "or --overwrite to replace them")
     data = load_dataset(spec, split)
     names = class_names(data)
     raw = data.cast_column("image", datasets.Image(decode=False))
-    out = Path(out)
+    for path in old:
+        path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     prefix = prefix or f"{split}"
     shards, counts = [], []
@@ -91,9 +103,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--split", default="train")
     ap.add_argument("--out", required=True, help="folder for the shards and index.json")
     ap.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+    ap.add_argument("--overwrite", action="store_true", help="replace the shards a folder holds already")
     args = ap.parse_args(argv)
     with user_errors():
-        shards = write_shards(args.data, args.split, args.out, shard_size=args.shard_size)
+        shards = write_shards(args.data, args.split, args.out, shard_size=args.shard_size, overwrite=args.overwrite)
     print(f"wrote {len(shards)} shards to {args.out}; train on them with --data wds:{args.out}")
     return shards
 

@@ -31,8 +31,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..transforms.multiview import MultiViewTransform
 from .decode import DecodeError
 from .sampler import seeded_generator
-from .shard_reader import count_shard, iterate_shard, read_index, shard_urls
-from .views import MAX_CONSECUTIVE_FAILURES, decode_for_views, worker_item
+from .shard_reader import DAMAGED_SHARD, count_shard, iterate_shard, read_index, shard_urls
+from .views import MAX_CONSECUTIVE_FAILURES, decode_for_views, decode_side, worker_item
 
 __all__ = ["StreamSource", "tar_source", "hub_stream_source", "ShardedViewStream", "StreamState"]
 
@@ -153,7 +153,7 @@ class ShardedViewStream(IterableDataset):
         self.source, self.transform = source, transform
         self.batch_size, self.num_workers = int(batch_size), max(1, int(num_workers))
         self.rank, self.world_size, self.seed = rank, world_size, int(seed)
-        self.shuffle_buffer, self.render, self.max_side = max(1, int(shuffle_buffer)), render, max_side
+        self.shuffle_buffer, self.render, self.max_side = max(1, int(shuffle_buffer)), render, decode_side(transform, max_side)
         self.offsets = np.concatenate([[0], np.cumsum(source.counts)]).tolist()  # global index of each shard's first sample
         total = self.num_workers * world_size
         self.assignment = _balanced(source.counts, total)
@@ -201,9 +201,19 @@ class ShardedViewStream(IterableDataset):
 
     # -- reading -----------------------------------------------------------------------------
     def _samples(self, epoch: int, worker: int) -> Iterator[tuple[int, Sample]]:
+        """Every sample of the worker's shards. A shard that breaks off (truncated, empty) ends
+        with one sample without an image, named after the shard and what it lost: it is
+        reported like an unreadable image (one warning), and the places of the lost samples
+        are filled like theirs."""
         for s in self._shards_of(epoch, worker):
-            for i, sample in enumerate(self.source.read(self.source.shards[s])):
-                yield self.offsets[s] + i, sample
+            read = 0
+            try:
+                for sample in self.source.read(self.source.shards[s]):
+                    yield self.offsets[s] + read, sample
+                    read += 1
+            except DAMAGED_SHARD as e:
+                lost = f"its last {self.source.counts[s] - read} of {self.source.counts[s]} sample(s) skipped"
+                yield -1, (f"{self.source.shards[s]} (damaged shard, {type(e).__name__}: {lost})", None, {})
 
     def _shuffled(self, samples: Iterator, generator: torch.Generator) -> Iterator:
         buffer: list = []
@@ -218,10 +228,7 @@ class ShardedViewStream(IterableDataset):
             yield buffer.pop(int(torch.randint(len(buffer), (), generator=generator)))
 
     def _render(self, item: Any, index: int, epoch: int) -> Any:
-        if item is None:
-            raise DecodeError("<no image in the sample>", ValueError("missing image"))
-        image, params = decode_for_views(item, self.transform, seeded_generator(self.seed, epoch, index),
-                                         self.max_side if self.render == "device" else None)
+        image, params = decode_for_views(item, self.transform, seeded_generator(self.seed, epoch, index), self.max_side)
         return worker_item(image, params, self.transform, self.render)
 
     def __iter__(self) -> Iterator[dict]:
@@ -245,6 +252,9 @@ class ShardedViewStream(IterableDataset):
                     continue
                 if produced >= quota:
                     return
+                if item is None:  # no image in the sample, or a damaged shard: a file problem, not a decode
+                    skipped.append(name)
+                    continue
                 try:
                     out = self._render(item, index, epoch)
                 except DecodeError:

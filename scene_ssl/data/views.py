@@ -11,12 +11,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..transforms.multiview import MultiViewTransform
-from .decode import DecodeError, dct_reduction, describe_source, load_image, open_image
+from .decode import DecodeError, dct_reduction, describe_source, load_image, open_image, oriented_size
 from .device_decode import read_encoded
 from .sampler import seeded_generator
 
 __all__ = ["ViewDataset", "warn_skipped", "collate_views", "collate_decoded", "collate_encoded", "worker_item", "MAX_CONSECUTIVE_FAILURES",
-           "RENDER_MODES"]
+           "RENDER_MODES", "DECODE_SIDE_FACTOR", "decode_side", "scale_crops"]
 
 #: cpu: the worker renders the views; device: it decodes, the training device renders;
 #: bytes: it reads JPEG bytes, the training device decodes and renders
@@ -24,6 +24,31 @@ RENDER_MODES = ("cpu", "device", "bytes")
 
 #: a run of this many unreadable images in a row means the data is broken, not noisy
 MAX_CONSECUTIVE_FAILURES = 50
+
+#: an image is used at most this many times the views' side on its longer side (by default)
+DECODE_SIDE_FACTOR = 4
+
+
+def decode_side(transform: MultiViewTransform, max_side: int | None = None) -> int | None:
+    """The longest side an image is used at: ``max_side``, else ``DECODE_SIDE_FACTOR`` x the views'
+    side (None for views made by arbitrary callables: they get the image as it is).
+
+    Why 4x: a RandomResizedCrop keeps at least ``scale_min`` of the area at a ratio of at most
+    4/3, so on a 4:3 photo its shorter side is at least sqrt(scale_min x 3/4) of the image's
+    height; at ``scale_min`` 0.2 (the papers') and the longer side at 4 x S that is 1.16 x S:
+    every view keeps its full resolution (BAM's blocks, 0.7 of each side: 0.81 x S, nearly).
+    The device path then holds at most B x (4S)² x 3 bytes of images per batch (B = 128 at
+    S = 224: 308 MB), whatever the photos' size.
+
+    Example:
+        >>> from scene_ssl.transforms import MoCoV2Transform
+        >>> decode_side(MoCoV2Transform(size=224)), decode_side(MoCoV2Transform(size=224), 512)
+        (896, 512)
+    """
+    if max_side is not None:
+        return int(max_side)
+    pipelines = getattr(transform, "pipelines", None)
+    return DECODE_SIDE_FACTOR * max(p.size for p in pipelines) if pipelines else None
 
 
 class ViewDataset(Dataset):
@@ -52,8 +77,9 @@ class ViewDataset(Dataset):
         transform: a :class:`~scene_ssl.transforms.MultiViewTransform`.
         seed: base seed of the augmentation.
         render: ``"cpu"`` (PIL in the worker), ``"device"`` (decode only) or ``"bytes"`` (read only).
-        max_side: with ``render="device"``, decode JPEGs larger than this at a reduced DCT
-            scale (a one-off downscale that also shrinks the host-to-device copy).
+        max_side: the longest side an image is used at (default: :func:`decode_side`): larger
+            ones are decoded smaller (JPEG DCT) or resized, on every render path, and their
+            views' crops scaled with them (the same crops, resampled).
         reduce_decode: decode a JPEG at 1/2, 1/4 or 1/8 of its size whenever every view's
             crop still has its output size (:func:`decode_for_views`); False: always in full.
     """
@@ -62,7 +88,7 @@ class ViewDataset(Dataset):
                  render: str = "cpu", max_side: int | None = None, reduce_decode: bool = True) -> None:
         if render not in RENDER_MODES:
             raise ValueError(f"render must be one of {RENDER_MODES}, got {render!r}")
-        self.render, self.max_side, self.reduce_decode = render, max_side, reduce_decode
+        self.render, self.max_side, self.reduce_decode = render, decode_side(transform, max_side), reduce_decode
         if "image" not in dataset.column_names:
             raise ValueError(f"the dataset has no 'image' column (columns: {dataset.column_names})")
         if len(dataset) == 0:
@@ -86,12 +112,13 @@ class ViewDataset(Dataset):
     def _views(self, item: Any, index: int) -> Any:
         generator = seeded_generator(self.seed, self.epoch, index)
         if self.render == "bytes":  # JPEGs are decoded on the training device (device_decode.py)
-            encoded, decoded, (width, height) = read_encoded(item)
+            encoded, decoded, turn, (width, height) = read_encoded(item, self.max_side)
             params = self.transform.sample(width, height, generator=generator)
+            if decoded is not None:  # not for the device's decoder: decoded here, within max_side
+                scale_crops(params, decoded.size, (width, height))
             return {"encoded": encoded, "image": None if decoded is None else torch.from_numpy(np.array(decoded)),
-                    "params": vars(params).copy(), "name": describe_source(item)}
-        image, params = decode_for_views(item, self.transform, generator, self.max_side if self.render == "device" else None,
-                                         self.reduce_decode)
+                    "params": vars(params).copy(), "name": describe_source(item), "turn": turn}
+        image, params = decode_for_views(item, self.transform, generator, self.max_side, self.reduce_decode)
         return worker_item(image, params, self.transform, self.render)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -113,7 +140,7 @@ class ViewDataset(Dataset):
 def _reduction(params, size: int | None, width: int, height: int, max_side: int | None) -> int:
     """The largest JPEG DCT reduction (1, 2, 4, 8) that leaves every view's crop at least its
     output ``size``, so that no view loses resolution; with ``max_side``, also reduce while
-    the longer side stays at least that."""
+    the longer side stays at least that (a resize takes it the rest of the way)."""
     reduction = 1
     if size is not None:
         crop = params.crop
@@ -125,24 +152,31 @@ def _reduction(params, size: int | None, width: int, height: int, max_side: int 
 
 def decode_for_views(item: Any, transform: MultiViewTransform, generator, max_side: int | None = None,
                      reduce: bool = True):
-    """``(image, params)``: the views' parameters drawn for the image's full size, then the image
-    decoded only as large as its smallest crop needs (a JPEG at 1/2, 1/4, 1/8 from the DCT), the
-    crops expressed in the decoded image's pixels. The views do not depend on the reduction
-    beyond resampling. ``reduce=False`` always decodes in full.
+    """``(image, params)``: the views' parameters drawn for the image's full (upright) size, then
+    the image decoded only as large as its smallest crop needs (a JPEG at 1/2, 1/4, 1/8 from
+    the DCT) and at most ``max_side`` on its longer side, the crops expressed in the decoded
+    image's pixels. The views do not depend on the reduction beyond resampling.
+    ``reduce=False`` decodes JPEGs in full (still within ``max_side``).
 
     Raises:
         DecodeError: the image is missing, truncated or corrupt.
     """
     image = open_image(item)  # the header: the size the views are drawn for, no pixels yet
-    width, height = image.size
+    width, height = oriented_size(image)
     params = transform.sample(width, height, generator=generator)
     pipelines = getattr(transform, "pipelines", None)
     size = max(p.size for p in pipelines) if pipelines and reduce else None  # arbitrary callables: full decode
-    image = load_image(image, describe_source(item), _reduction(params, size, width, height, max_side))
-    if image.size != (width, height):  # decoded smaller: the same crops, in the smaller image's pixels
-        scale = torch.tensor([image.size[0] / width, image.size[1] / height] * 2, dtype=params.crop.dtype)
-        params.crop = params.crop * scale
+    image = load_image(image, describe_source(item), _reduction(params, size, width, height, max_side), max_side)
+    scale_crops(params, image.size, (width, height))
     return image, params
+
+
+def scale_crops(params, decoded: tuple[int, int], drawn: tuple[int, int]) -> None:
+    """Express the views' crops, drawn for an image of size ``drawn`` (width, height), in the
+    pixels of the same image decoded at ``decoded``: the same crops, in a smaller image."""
+    if tuple(decoded) != tuple(drawn):
+        scale = torch.tensor([decoded[0] / drawn[0], decoded[1] / drawn[1]] * 2, dtype=params.crop.dtype)
+        params.crop = params.crop * scale
 
 
 def worker_item(image, params, transform: MultiViewTransform, render: str) -> dict[str, Any]:
@@ -186,11 +220,13 @@ def collate_decoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Samples of :class:`ViewDataset` ``render="bytes"`` -> ``{"encoded": [bytes arrays or
-    None], "decoded": [uint8 (H, W, 3) or None], "names": [...], "params": view-major, "index",
-    "skipped"}`` for :func:`~scene_ssl.data.device_decode.decode_batch`. The bytes stay numpy
-    arrays: the loader moves tensors to the device, and the decoder wants its input on the host."""
+    None], "decoded": [uint8 (H, W, 3) or None], "turns": [EXIF orientations], "names": [...],
+    "params": view-major, "index", "skipped"}`` for
+    :func:`~scene_ssl.data.device_decode.decode_batch`. The bytes stay numpy arrays: the loader
+    moves tensors to the device, and the decoder wants its input on the host."""
     return {"encoded": [s.get("encoded") for s in samples], "decoded": [s.get("image") for s in samples],
-            "names": [s["name"] for s in samples], "params": _view_major(samples), **_common(samples)}
+            "turns": [s.get("turn", 1) for s in samples], "names": [s["name"] for s in samples],
+            "params": _view_major(samples), **_common(samples)}
 
 
 def _view_major(samples: list[dict[str, Any]]) -> dict[str, Tensor]:

@@ -71,7 +71,10 @@ def voc_folders(arg: str) -> dict[str, Path]:
 
 def parse_voc_xml(path: str | os.PathLike) -> dict:
     """One VOC annotation file -> ``{"filename", "width", "height", "objects": [{"name",
-    "bbox": (xmin, ymin, xmax, ymax) as in the file, "difficult": bool, "truncated": bool}]}``."""
+    "bbox": (xmin, ymin, xmax, ymax) as in the file or None without one, "difficult": bool,
+    "truncated": bool}]}``. An object without a ``<bndbox>`` still names a class present in
+    the image (its label counts); detection drops it, counted with every other unusable box
+    (:func:`~scene_ssl.data.annotations.checked`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VOC annotation file not found: {path}")
@@ -82,7 +85,8 @@ def parse_voc_xml(path: str | os.PathLike) -> dict:
         for obj in root.findall("object"):
             box = obj.find("bndbox")
             objects.append({"name": obj.findtext("name").strip(),
-                            "bbox": tuple(int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")),
+                            "bbox": None if box is None else
+                            tuple(int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")),
                             "difficult": obj.findtext("difficult", "0").strip() == "1",
                             "truncated": obj.findtext("truncated", "0").strip() == "1"})
         return {"filename": root.findtext("filename").strip(), "width": int(size.findtext("width")),
@@ -147,10 +151,13 @@ def voc_ground_truth(arg: str, split: str, **options) -> GroundTruth:
         images.append({"id": image_id, "width": ann["width"], "height": ann["height"], "file_name": str(image)})
         sources[image_id] = str(image)
         for obj in ann["objects"]:
-            x0, y0, x1, y1 = obj["bbox"]
-            box = [x0 - 1.0, y0 - 1.0, float(x1 - x0 + 1), float(y1 - y0 + 1)]  # Detectron2's float box, as xywh
+            box = None
+            if obj["bbox"] is not None:
+                x0, y0, x1, y1 = obj["bbox"]
+                box = [x0 - 1.0, y0 - 1.0, float(x1 - x0 + 1), float(y1 - y0 + 1)]  # Detectron2's float box, as xywh
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": index[obj["name"]],
-                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0, "difficult": int(obj["difficult"])})
+                                "bbox": box, "area": box[2] * box[3] if box else 0.0, "iscrowd": 0,
+                                "difficult": int(obj["difficult"])})
     categories = [{"id": i, "name": n} for n, i in index.items()]
     years = sorted({year for year, _, _ in records})
     return GroundTruth({"images": images, "annotations": annotations, "categories": categories}, sources, f"voc:{arg}",

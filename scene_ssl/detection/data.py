@@ -17,11 +17,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..data import decode_image
+from ..data.decode import DecodeError
+from ..data.views import MAX_CONSECUTIVE_FAILURES
 from ..data.hub import BBOX_FORMATS
 from ..data.schema import GroundTruth
 from ..data.sampler import seeded_generator
 from ..data.sources import parse_spec, spec_usage
-from .evaluate import coco_from_dict
+from ..data.annotations import checked, coco_index
 
 __all__ = ["DetectionSet", "load_detection_set", "DetectionDataset", "collate_detection", "BBOX_FORMATS"]
 
@@ -75,15 +77,19 @@ def load_detection_set(spec: str, split: str, *, bbox_format: str = "xyxy") -> D
     if source.detection is None:
         raise ValueError(f"{spec} has no boxes: detection needs {spec_usage(can='detection')}")
     truth = source.detection(arg, split, bbox_format=bbox_format)
-    return _finish(coco_from_dict(truth.dataset), truth)
+    return _finish(coco_index(checked(truth.dataset, truth.spec)), truth)
 
 
 class DetectionDataset(Dataset):
     """Items ``(image (3, H, W) float in [0, 1], target)`` for torchvision's R-CNNs: ``boxes``
-    (N, 4) xyxy, ``labels`` (N,) in 1..C, ``masks`` (N, H, W) uint8 when asked, ``image_id``.
+    (N, 4) xyxy, ``labels`` (N,) in 1..C, ``masks`` (N, H, W) uint8 when asked, ``image_id``,
+    and ``skipped``: the unreadable files this item stands in for.
 
     ``train=True`` drops images without a (non-crowd) box, as Detectron2 does, and flips half
-    the images horizontally, seeded by (seed, epoch, index) like the SSL views.
+    the images horizontally, seeded by (seed, epoch, index) like the SSL views. An unreadable
+    image is replaced by the next readable one while training (the batch keeps its size, as
+    the SSL views do); in evaluation (``train=False``) its item is None: it is left out of the
+    evaluation, its boxes with it.
     """
 
     def __init__(self, data: DetectionSet, *, train: bool, masks: bool = False, seed: int = 0) -> None:
@@ -105,9 +111,23 @@ class DetectionDataset(Dataset):
         """The epoch of the flips: in shared memory, so that persistent workers see it."""
         self._epoch.fill_(int(epoch))
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]] | None:
+        skipped: list[str] = []
+        for attempt in range(min(len(self), MAX_CONSECUTIVE_FAILURES) if self.train else 1):
+            j = (index + attempt) % len(self)
+            try:
+                image = decode_image(self.data.sources[self.image_ids[j]])
+            except DecodeError as e:
+                skipped.append(e.source)
+                continue
+            pixels, target = self._item(j, image)
+            return pixels, {**target, "skipped": skipped}
+        if not self.train:
+            return None
+        raise RuntimeError(f"{len(skipped)} images in a row could not be decoded (first: {skipped[0]}); is the data folder right?")
+
+    def _item(self, index: int, image) -> tuple[Tensor, dict[str, Tensor]]:
         image_id = self.image_ids[index]
-        image = decode_image(self.data.sources[image_id])
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # (3, H, W)
         anns = self.data.annotations(image_id)
         boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]

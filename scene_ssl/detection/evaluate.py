@@ -11,19 +11,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["AP_NAMES", "coco_from_dict", "to_coco_results", "coco_ap", "gather_results"]
+__all__ = ["AP_NAMES", "to_coco_results", "coco_ap", "gather_results"]
 
 #: COCOeval's first six summary numbers, in percent
 AP_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-
-
-def coco_from_dict(dataset: dict[str, Any]) -> COCO:
-    """A pycocotools ``COCO`` index over an in-memory ``{images, annotations, categories}`` dict."""
-    coco = COCO()
-    coco.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco.createIndex()
-    return coco
 
 
 def to_coco_results(image_id: int, prediction: dict[str, torch.Tensor], category_ids: list[int],

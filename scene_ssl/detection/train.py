@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 
 import timm
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import EpochShuffleSampler, init_worker, worker_count
+from ..data.views import warn_skipped
 from ..data.workers import use_cpu_threads
 from ..models import rank_and_world_size
 from ..train.checkpoint import TrainState, find_checkpoint, save_checkpoint
@@ -156,10 +158,12 @@ def _train(cfg, accelerator, model, optimizer, data: _Data, state, total, warmup
     model.train()
     window, images, ips = time.perf_counter(), 0, 0.0
     log = out_dir / "train_log.jsonl"
-    nonfinite, last_checkpoint = NonFiniteWatch(accelerator.device), None
+    nonfinite, last_checkpoint, skipped = NonFiniteWatch(accelerator.device), None, set()
     with bar, contextlib.closing(stop):
         while state.step < total:
             for images_list, targets in data.epoch(accelerator, state.step):
+                for target in targets:
+                    warn_skipped(target.pop("skipped"), skipped)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * lr_factor(state.step, total, warmup, cfg.lr_steps)
                 losses = model(images_list, targets)
@@ -208,17 +212,26 @@ def evaluate_detector(model: nn.Module, data: DetectionSet, cfg: DetectionConfig
     results = []
     shard, n = list(range(rank, len(dataset), world)), cfg.eval_batch_size
     bar = tqdm(total=len(shard), desc="evaluate", leave=False, disable=rank != 0)
+    unreadable = []  # image ids left out of the evaluation
     for start in range(0, len(shard), n):
-        items = [dataset[i] for i in shard[start:start + n]]
-        predictions = model([pixels.to(device) for pixels, _ in items])
+        indices = shard[start:start + n]
+        items = [dataset[i] for i in indices]
+        unreadable += [dataset.image_ids[i] for i, item in zip(indices, items) if item is None]
+        items = [item for item in items if item is not None]
+        predictions = model([pixels.to(device) for pixels, _ in items]) if items else []
         for (_, target), prediction in zip(items, predictions):
             results += to_coco_results(int(target["image_id"]), prediction, data.category_ids)
-        bar.update(len(items))
+        bar.update(len(indices))
     bar.close()
     model.transform.min_size = sizes
     model.train(was_training)
     results = gather_results(results)
+    left_out = set(gather_results(unreadable))
+    image_ids = [i for i in dataset.image_ids if i not in left_out]
+    if left_out and rank == 0:
+        warnings.warn(f"{len(left_out)} unreadable image(s) left out of the evaluation, their boxes with them "
+                      f"(e.g. {data.sources[min(left_out)]})", stacklevel=2)
     if data.metric == "voc":  # the VOC protocol's metric (boxes only)
-        return {"bbox": voc_detection_ap(data.coco, results, voc07=data.voc07, image_ids=dataset.image_ids)}
+        return {"bbox": voc_detection_ap(data.coco, results, voc07=data.voc07, image_ids=image_ids)}
     iou_types = ("bbox", "segm") if cfg.task == "segm" else ("bbox",)
-    return {t: coco_ap(data.coco, results, t, image_ids=dataset.image_ids) for t in iou_types}
+    return {t: coco_ap(data.coco, results, t, image_ids=image_ids) for t in iou_types}

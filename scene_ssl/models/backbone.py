@@ -47,6 +47,25 @@ class TimmBackbone(nn.Module):
         self.num_features: int = self.model.num_features
         self.compiled = False
 
+    @property
+    def stride(self) -> int:
+        """Input pixels per position of the last feature map (32 for ResNets, the patch for ViTs)."""
+        info = getattr(self.model, "feature_info", None)
+        return int(info[-1]["reduction"]) if info else 1
+
+    def check_input_size(self, size: int, name: str = "image_size") -> None:
+        """Refuse an input side below half the stride: the last feature map would be mostly padding.
+
+        Example:
+            >>> TimmBackbone("test_resnet").check_input_size(7)
+            Traceback (most recent call last):
+            ...
+            ValueError: image_size 7 is too small for test_resnet (stride 32): below 16 px its last feature map is mostly padding
+        """
+        if size < max(1, self.stride // 2):
+            raise ValueError(f"{name} {size} is too small for {self.name} (stride {self.stride}): below {self.stride // 2} px "
+                             "its last feature map is mostly padding")
+
     def compile_trunk(self) -> "TimmBackbone":
         """Run the trunk (``forward_features``, where the compute is) through ``torch.compile``
         from now on. The module and its ``state_dict`` stay as they are, so checkpoints,

@@ -36,7 +36,9 @@ class PretrainConfig:
     hue_mode: str = option("yiq", "colour-jitter hue: yiq (one colour matrix, fast) | hsv (torchvision's exact hue)")
     augment_on: str = option("cpu", "cpu: workers render the views with PIL | gpu: workers only decode, views are rendered on the device")
     decode_on: str = option("cpu", "with --augment-on gpu: cpu (workers decode) | gpu (workers read JPEG bytes; batched decode on the device)")
-    decode_max_side: int | None = option(None, "gpu augmentation: decode big JPEGs at a reduced DCT scale, never below this side")
+    decode_max_side: int | None = option(None, "longest side an image is used at, px (none: 4 x image-size): larger photos "
+                                               "are decoded smaller (JPEG) or resized, so a batch holds at most "
+                                               "batch-size x side² x 3 bytes of images (the device renderer 4x that in float32)")
     num_workers: int = option(8, "data-loader processes per training process (capped at the CPUs available)")
     threads: int | None = option(None, THREADS_HELP)
     shuffle_buffer: int = option(1000, "streamed data (wds:, hf:...?streaming=1): samples each worker shuffles among")

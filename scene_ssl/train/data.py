@@ -131,7 +131,8 @@ def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder
                      # its own generator: starting an epoch (or a resumed one) draws no number from the
                      # global RNG, so a resumed run's random stream continues exactly where it was saved
                      generator=torch.Generator().manual_seed(cfg.seed))
-    decode = (lambda batch: decode_batch(batch, accelerator.device)) if cfg.render == "bytes" else (lambda batch: batch)
+    decode = ((lambda batch: decode_batch(batch, accelerator.device, dataset.max_side)) if cfg.render == "bytes"
+              else (lambda batch: batch))
     labels = label_table(data)
     return TrainData(dataset, loader, _view_renderer(cfg, transform, encoder, accelerator.device),
                      None if labels is None else labels.to(accelerator.device), decode=decode, sampler=sampler)

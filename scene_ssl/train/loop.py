@@ -234,6 +234,9 @@ def _checked(accelerator: Accelerator, cfg: PretrainConfig) -> Accelerator:
 
 
 def _checked_views(cfg: PretrainConfig, method: Method):
+    method.encoder.check_input_size(cfg.image_size)
+    if cfg.probe_data:
+        method.encoder.check_input_size(cfg.probe_image_size, "probe_image_size")
     transform = cfg.build_views()
     if transform.num_views != method.num_views:
         raise ValueError(f"{type(cfg).__name__}.build_views makes {transform.num_views} views per image but "

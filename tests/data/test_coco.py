@@ -57,13 +57,12 @@ def test_built_dataset_is_cached(tmp_path, monkeypatch):
     write_coco(tmp_path / "coco")
     first = load_dataset(f"coco:{tmp_path / 'coco'}", "val")
 
-    class NoParse:
-        def __init__(self, *a, **k):
-            raise AssertionError("the annotation file was parsed again")
+    def no_parse(path):
+        raise AssertionError("the annotation file was parsed again")
 
-    import pycocotools.coco
+    import scene_ssl.data.coco
 
-    monkeypatch.setattr(pycocotools.coco, "COCO", NoParse)
+    monkeypatch.setattr(scene_ssl.data.coco, "read_json", no_parse)
     again = load_dataset(f"coco:{tmp_path / 'coco'}", "val")
     assert again["multi_hot"] == first["multi_hot"]
 
@@ -78,3 +77,68 @@ def test_errors_name_what_is_wrong(tmp_path):
         load_dataset("cocoa:x", "val")
     with pytest.raises(ValueError, match="needs a path"):
         load_dataset("coco:", "val")
+
+
+def _cache_bytes(cache) -> int:
+    return sum(p.stat().st_size for p in (cache / "datasets").rglob("*.arrow"))
+
+
+def test_the_cache_holds_file_names_not_image_bytes_and_survives_a_move(tmp_path, monkeypatch):
+    import shutil
+
+    import scene_ssl.data.coco
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SCENE_SSL_CACHE", str(cache))
+    write_coco(tmp_path / "coco")
+    big = np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8)
+    for name in (tmp_path / "coco" / "val2017").iterdir():  # photos of ~400 kB each
+        Image.fromarray(big).save(name, quality=95)
+    ds = load_dataset(f"coco:{tmp_path / 'coco'}", "val")
+    assert _cache_bytes(cache) < 4096 + 100 * len(ds)  # a schema, then file names; main 8d5e37d: every image (> 400 kB each)
+    shutil.move(tmp_path / "coco", tmp_path / "moved")
+    monkeypatch.setattr(scene_ssl.data.coco, "read_json", lambda path: (_ for _ in ()).throw(AssertionError("rebuilt")))
+    moved = load_dataset(f"coco:{tmp_path / 'moved'}", "val")
+    assert moved["image_id"] == ds["image_id"] and moved[0]["image"].size == (600, 400)  # read from the new place
+
+
+def test_a_missing_image_file_is_skipped_and_counted_not_fatal(tmp_path):
+    import warnings
+
+    from scene_ssl.data import ViewDataset
+    from scene_ssl.transforms import MoCoV2Transform
+
+    write_coco(tmp_path / "coco")
+    (tmp_path / "coco" / "val2017" / f"{7:012d}.jpg").unlink()
+    ds = load_dataset(f"coco:{tmp_path / 'coco'}", "val")  # main 8d5e37d: FileNotFoundError for the whole spec
+    views = ViewDataset(ds, MoCoV2Transform(size=8))
+    items = [views[i] for i in range(len(views))]
+    assert sum(len(item["skipped"]) for item in items) == 1 and f"{7:012d}.jpg" in items[1]["skipped"][0]
+
+
+def _edit(path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_a_duplicate_image_id_is_one_line_naming_it(tmp_path):
+    ann = write_coco(tmp_path / "coco")
+    _edit(ann, lambda d: d["images"].append({**d["images"][0], "file_name": "other.jpg"}))
+    with pytest.raises(ValueError, match=r"instances_val2017.json: image id 42 is listed 2 times"):
+        load_dataset(f"coco:{tmp_path / 'coco'}", "val")  # main 8d5e37d: one of them silently dropped
+
+
+def test_an_unknown_category_id_is_dropped_with_one_warning(tmp_path):
+    ann = write_coco(tmp_path / "coco")
+    _edit(ann, lambda d: d["annotations"].append({"id": 99, "image_id": 7, "category_id": 777, "bbox": [1, 1, 2, 2]}))
+    with pytest.warns(UserWarning, match=r"1 annotation\(s\) naming a category id not in its 'categories' \(777\), dropped"):
+        ds = load_dataset(f"coco:{tmp_path / 'coco'}", "val")  # main 8d5e37d: KeyError: 777
+    assert ds[ds["image_id"].index(7)]["labels"] == [1]
+
+
+def test_a_truncated_annotation_file_is_named(tmp_path):
+    ann = write_coco(tmp_path / "coco")
+    ann.write_text(ann.read_text()[:200])
+    with pytest.raises(ValueError, match=r"instances_val2017.json is not valid JSON \(truncated\?\)"):
+        load_dataset(f"coco:{tmp_path / 'coco'}", "val")

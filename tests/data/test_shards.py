@@ -138,3 +138,51 @@ def test_stream_state_refuses_a_checkpoint_of_another_worker_layout():
     assert same.positions == {0: 16, 3: 32}
     with pytest.raises(ValueError, match="4 data-loader workers .* this run has 2"):
         StreamState(workers=2).load_state_dict(saved.state_dict())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_shard_is_named_once_its_samples_counted_and_the_epoch_goes_on(tmp_path, shard_dir, damage):
+    import shutil
+
+    wds = tmp_path / "wds"
+    shutil.copytree(shard_dir[1], wds)  # with index.json: the counts are known, the damage is met while reading
+    broken = wds / "train-000003.tar"
+    broken.write_bytes(broken.read_bytes()[:3000] if damage == "truncated" else b"")
+    dataset = _stream(wds, workers=2)
+    dataset.set_epoch(0)
+    loader = DataLoader(dataset, batch_size=dataset.batch_size, num_workers=2, collate_fn=collate_views)
+    batches = list(loader)  # main 8d5e37d: a DataLoader-worker traceback (ReadError), the run stopped
+    skipped = {n for b in batches for n in b["skipped"]}
+    assert len(skipped) == 1 and "train-000003.tar (damaged shard" in next(iter(skipped))
+    readable = 0  # the whole samples before the damage
+    with pytest.raises((tarfile.TarError, EOFError, OSError)):
+        for _ in iterate_shard(str(broken)):
+            readable += 1
+    lost = int(next(iter(skipped)).split("its last ")[1].split(" of 6")[0])
+    assert lost == 6 - readable and (damage == "truncated" or lost == 6)
+    assert sum(len(b["index"]) for b in batches) == len(dataset)  # every place filled
+
+
+def test_the_converter_refuses_a_folder_with_shards_unless_overwrite(tmp_path, shard_dir):
+    from scene_ssl.data.shards import main
+
+    scenes = shard_dir[0]
+    out = tmp_path / "wds"
+    write_shards(f"coco:{scenes}", "train", out, shard_size=6, progress=False)  # 8 shards
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", f"coco:{scenes}", "--split", "train", "--out", str(out), "--shard-size", "12"])
+    assert exit_.value.code == 2  # main 8d5e37d: 4 new shards written beside the 8 old ones, 64 samples read
+    main(["--data", f"coco:{scenes}", "--split", "train", "--out", str(out), "--shard-size", "12", "--overwrite"])
+    assert len(list(out.glob("*.tar"))) == 4 and len(load_stream(f"wds:{out}")) == 48
+
+
+def test_a_folder_spec_reads_the_shards_its_index_lists(tmp_path, shard_dir):
+    import shutil
+
+    wds = tmp_path / "wds"
+    shutil.copytree(shard_dir[1], wds)
+    shutil.copy(wds / "train-000000.tar", wds / "stray-copy.tar")
+    assert len(load_stream(f"wds:{wds}")) == 48  # main 8d5e37d: 54, the stray tar read too
+    (wds / "train-000007.tar").unlink()
+    with pytest.raises(FileNotFoundError, match="lists 1 shard"):
+        load_stream(f"wds:{wds}")

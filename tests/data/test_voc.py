@@ -97,3 +97,22 @@ def test_other_classes_come_from_the_annotations(tmp_path, capsys):
     data = load_dataset(f"voc:{tmp_path}", "trainval")
     assert data.features["labels"].feature.names == ["gadget", "widget"]
     assert "beyond VOC's 20" in capsys.readouterr().err
+
+
+def test_an_object_without_a_box_keeps_its_label_and_detection_drops_it(tmp_path):
+    import warnings
+
+    from scene_ssl.detection import load_detection_set
+
+    folder = write_voc(tmp_path, "2007", {"000001": [("dog", (5, 6, 20, 25), 0, 0)]}, {"trainval": ["000001"]})
+    xml = folder / "Annotations" / "000001.xml"
+    xml.write_text(xml.read_text().replace("</annotation>", "<object><name>cat</name><difficult>0</difficult></object>"
+                                                              "</annotation>"))
+    assert parse_voc_xml(xml)["objects"][1]["bbox"] is None  # main 8d5e37d: 'NoneType' object has no attribute 'findtext'
+    ds = load_dataset(f"voc:{tmp_path}", "trainval")
+    assert ds[0]["labels"] == sorted([VOC_CLASSES.index("dog"), VOC_CLASSES.index("cat")])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        boxes = load_detection_set(f"voc:{tmp_path}", "trainval")
+    assert len(boxes.coco.anns) == 1
+    assert any("1 annotation(s) without a box inside their image, dropped" in str(w.message) for w in seen)

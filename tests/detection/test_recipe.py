@@ -86,3 +86,32 @@ def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(det_scenes, t
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_bad_boxes_and_unreadable_images_are_met_at_load_or_skipped_never_mid_training(det_scenes, tmp_path):
+    import json
+    import shutil
+    import warnings
+
+    root = tmp_path / "coco"
+    shutil.copytree(det_scenes, root)
+    for split in ("train", "val"):
+        path = root / "annotations" / f"instances_{split}2017.json"
+        data = json.loads(path.read_text())
+        data["annotations"][0]["bbox"][2] = -5.0  # negative width
+        data["annotations"][1]["bbox"] = [-50.0, -50.0, 20.0, 20.0]  # entirely outside its image
+        data["annotations"][2]["bbox"][2] += 500.0  # reaches outside: clipped
+        path.write_text(json.dumps(data))
+        broken = root / f"{split}2017" / data["images"][3]["file_name"]
+        broken.write_bytes(broken.read_bytes()[:100])  # a truncated file
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rows = load_recipe("transfer_detection").main(["--model", "random:test_resnet", "--data", f"coco:{root}",
+                                                       "--task", "bbox", "--compare-random", "false",
+                                                       "--output-dir", str(tmp_path / "det"), *TINY, "--schedule", "13"])
+    messages = [str(w.message) for w in seen]
+    # main 8d5e37d: AssertionError (non-positive box) or DecodeError in the middle of training, nothing saved
+    assert any("2 annotation(s) without a box inside their image, dropped" in m for m in messages), messages
+    assert any(m.startswith("skipping unreadable image") for m in messages)
+    assert any("1 unreadable image(s) left out of the evaluation" in m for m in messages)
+    assert 0.0 <= rows["pretrained"]["metrics"]["bbox"]["AP"] <= 100.0

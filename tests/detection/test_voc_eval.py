@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from scene_ssl.detection import coco_from_dict
+from scene_ssl.data.annotations import coco_index
 from scene_ssl.detection.voc_eval import voc_detection_ap
 from scene_ssl.metrics import multilabel_metrics
 
@@ -14,7 +14,7 @@ def _gt(boxes):
     images = sorted({b[0] for b in boxes} | {0, 1, 2})
     anns = [{"id": i + 1, "image_id": im, "category_id": c, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": 1.0,
              "iscrowd": 0, "difficult": int(d)} for i, (im, c, (x0, y0, x1, y1), d) in enumerate(boxes)]
-    return coco_from_dict({"images": [{"id": i, "width": 100, "height": 100} for i in images], "annotations": anns,
+    return coco_index({"images": [{"id": i, "width": 100, "height": 100} for i in images], "annotations": anns,
                            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
 
 

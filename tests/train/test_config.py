@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -70,3 +72,28 @@ def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
         cls = DetectionConfig if path.name.startswith("detection_") else owners.get(path.name)
         assert cls is not None, f"{path.name} belongs to no registered method"
         load_config(cls, path)
+
+
+def test_a_misspelt_yaml_key_is_named_with_its_file_not_blamed_on_another_flag(tmp_path, capsys):
+    from scene_ssl.recipe import run_pretraining
+
+    (tmp_path / "mine.yaml").write_text("batch_sise: 64\n")
+    with pytest.raises(SystemExit) as exit_:
+        run_pretraining("mls", ["--config", str(tmp_path / "mine.yaml")], tmp_path)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    # main 8d5e37d: "error: --augment-on: unknown config key 'batch_sise' in ...; valid keys: augment_on, ..."
+    assert exit_.value.code == 2 and line == (f"error: unknown config key 'batch_sise' in {tmp_path / 'mine.yaml'}; "
+                                              "did you mean 'batch_size'?")
+
+
+@pytest.mark.parametrize("flags,name", [(["--image-size", "7"], "image_size 7"),
+                                        (["--probe-image-size", "8", "--probe-data", "scenes"], "probe_image_size 8")])
+def test_an_image_size_below_half_the_backbone_stride_is_one_line(tmp_path, capsys, flags, name):
+    from scene_ssl.recipe import run_pretraining
+
+    with pytest.raises(SystemExit) as exit_:
+        run_pretraining("mls", ["--backbone", "test_resnet", "--output-dir", str(tmp_path / "o"), *flags],
+                        Path(__file__).resolve().parents[2] / "recipes" / "configs")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and f"{name} is too small for test_resnet (stride 32)" in line  # main: trained on
+    assert not (tmp_path / "o" / "config.yaml").exists()
