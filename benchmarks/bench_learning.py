@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -35,9 +34,10 @@ from PIL import Image, ImageDraw, ImageFont
 from _references import REFERENCES, SupervisedConfig
 from scene_ssl.config import load_config
 from scene_ssl.data import load_dataset, num_classes
-from scene_ssl.metrics import multilabel_metrics
+from scene_ssl.data.sources import default_splits
 from scene_ssl.models import TimmBackbone, get_method, method_names
-from scene_ssl.probe import extract_features, fit_linear_head, knn_scores, probe_metrics
+from scene_ssl.probe import HeadOptions, knn_probe, linear_probe, score
+from scene_ssl.seeds import mean_std
 from scene_ssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,16 +75,15 @@ def method_config(method: str, seed: int, args):
 
 
 def probe(backbone, args, probe_size: int, seed: int) -> dict[str, float]:
-    """GAMP linear probe and kNN probe (avg pool) on ``args.probe_data`` train -> val."""
-    train = load_dataset(args.probe_data, "train", drop_unlabeled=True)
-    val = load_dataset(args.probe_data, "val", drop_unlabeled=True)
-    kw = dict(image_size=probe_size, num_workers=min(2, args.workers), device=next(backbone.parameters()).device)
-    f_train, y_train = extract_features(backbone, train, pool="avgmax", **kw)
-    f_val, y_val = extract_features(backbone, val, pool="avgmax", **kw)
-    linear = probe_metrics(fit_linear_head(f_train, y_train, epochs=args.probe_epochs, seed=seed), f_val, y_val)
-    k_train, _ = extract_features(backbone, train, pool="avg", **kw)
-    k_val, _ = extract_features(backbone, val, pool="avg", **kw)
-    knn = multilabel_metrics(knn_scores(k_train, y_train, k_val, k=20), y_val, threshold=0.5, apply_sigmoid=False)
+    """GAMP linear probe and kNN probe (avg pool) on ``args.probe_data``'s own splits (train ->
+    val; VOC's trainval -> test)."""
+    train_split, val_split = default_splits(args.probe_data)
+    train = load_dataset(args.probe_data, train_split, drop_unlabeled=True)
+    val = load_dataset(args.probe_data, val_split, drop_unlabeled=True)
+    opts = HeadOptions(image_size=probe_size, epochs=args.probe_epochs, num_workers=min(2, args.workers), seed=seed)
+    linear = score(*linear_probe(backbone, train, val, opts), single_label=False)
+    knn = score(*knn_probe(backbone, train, val, dataclasses.replace(opts, pool="avg")), single_label=False,
+                threshold=0.5, apply_sigmoid=False)
     return {"linear_mAP": linear["mAP"], "linear_CF1": linear["CF1"], "knn_mAP": knn["mAP"]}
 
 
@@ -115,12 +114,7 @@ def run_one(method: str, seed: int, args) -> dict:
 
 
 def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, float]]]:
-    out = {}
-    for method, runs in rows.items():
-        keys = sorted({k for r in runs for k in r})
-        out[method] = {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
-                       for k in keys if (v := [r[k] for r in runs if k in r])}
-    return out
+    return {method: {k: (m, s) for k, (m, s, _) in mean_std(runs).items()} for method, runs in rows.items()}
 
 
 def table(summary: dict, seeds: int) -> str:

@@ -51,7 +51,10 @@ def _results_table(results: list[dict]) -> str:
         return ""
     rows = ["| evaluation | data | results | run |", "|---|---|---|---|"]
     for r in results:
-        numbers = ", ".join(f"{k} {v:.1f}" for k, v in r["metrics"].items())
+        spread = r.get("spread") or {}
+        numbers = ", ".join(f"{k} {v:.1f}" + (f" ± {spread[k]:.1f}" if k in spread else "") for k, v in r["metrics"].items())
+        if r.get("runs"):
+            numbers += f" (mean ± std of {r['runs']} runs)"
         rows.append(f"| {r['name']} | {r['dataset']} {r.get('split', '')} | {numbers} | {r.get('source', '')} |")
     return "\n".join(rows)
 

@@ -61,9 +61,13 @@ def evaluation_result(task: str, name: str, dataset: str, metrics: dict[str, flo
 
     ``task`` is the Hub task type (``image-classification``, ``object-detection``), ``name``
     says how (``multi-label linear probe (avgmax, 80 px)``), ``metrics`` maps metric names
-    to values (percent), ``source`` says which run produced it.
+    to values (percent), ``source`` says which run produced it. Means over several runs
+    carry ``spread`` (metric -> standard deviation) and ``runs`` (n) in ``details``: the card
+    shows ``mean ± std`` and n.
     """
     numbers = {k: round(float(v), 4) for k, v in metrics.items() if isinstance(v, (int, float))}
+    if "spread" in details:
+        details["spread"] = {k: round(float(v), 4) for k, v in details["spread"].items()}
     return {"task": task, "name": name, "dataset": dataset, "split": split, "metrics": numbers, "source": source, **details}
 
 

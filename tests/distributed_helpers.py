@@ -33,6 +33,9 @@ def _entry(rank: int, fn, world_size: int, port: int, args: tuple) -> None:
         dist.destroy_process_group()
 
 
-def run_distributed(fn, *args, world_size: int = 2) -> None:
-    """Call ``fn(rank, world_size, *args)`` in ``world_size`` forked processes; re-raise failures."""
-    mp.start_processes(_entry, args=(fn, world_size, _free_port(), args), nprocs=world_size, start_method="fork")
+def run_distributed(fn, *args, world_size: int = 2, start_method: str = "fork") -> None:
+    """Call ``fn(rank, world_size, *args)`` in ``world_size`` processes; re-raise failures.
+
+    ``start_method="spawn"`` (fresh interpreters, ``fn`` importable) where the test process has
+    computed with torch's thread pool before: OpenMP does not survive a fork (a child hangs)."""
+    mp.start_processes(_entry, args=(fn, world_size, _free_port(), args), nprocs=world_size, start_method=start_method)

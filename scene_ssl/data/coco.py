@@ -16,7 +16,7 @@ from .schema import GroundTruth, cache_root, dataset_from_columns, features_for,
 __all__ = ["load_coco", "coco_ground_truth", "COCO_SPLITS"]
 
 COCO_SPLITS = ("train", "val")
-_SCHEMA_VERSION = "coco-v2"  # v2: file names, not image bytes
+_SCHEMA_VERSION = "coco-v3"  # v2: file names, not image bytes; v3: the largest object's class
 
 
 def _paths(root: Path, split: str) -> tuple[Path, Path]:
@@ -43,14 +43,20 @@ def coco_ground_truth(root: str | os.PathLike, split: str) -> GroundTruth:
 
 def _labels(dataset: dict, drop_unlabeled: bool) -> tuple[list[str], dict[str, list]]:
     """Class names (categories in id order: COCO's 80 non-contiguous ids become 0..79) and the
-    columns, the image column holding each image's file name."""
+    columns, the image column holding each image's file name; ``largest`` is the class of each
+    image's largest object (box area; -1 without one): its single label, where one is wanted."""
     cat_ids = sorted(int(c["id"]) for c in dataset.get("categories", []))
     names = {int(c["id"]): c["name"] for c in dataset.get("categories", [])}
     index = {c: i for i, c in enumerate(cat_ids)}
     labels_of: dict[int, set[int]] = {}
+    largest: dict[int, tuple[float, int]] = {}
     for a in dataset["annotations"]:
-        labels_of.setdefault(int(a["image_id"]), set()).add(index[int(a["category_id"])])
-    columns: dict[str, list] = {"image": [], "image_id": [], "labels": [], "multi_hot": []}
+        image, label = int(a["image_id"]), index[int(a["category_id"])]
+        labels_of.setdefault(image, set()).add(label)
+        area = float(a["bbox"][2]) * float(a["bbox"][3])
+        if area > largest.get(image, (-1.0, -1))[0]:
+            largest[image] = (area, label)
+    columns: dict[str, list] = {"image": [], "image_id": [], "labels": [], "multi_hot": [], "largest": []}
     for image in sorted(dataset.get("images", []), key=lambda i: int(i["id"])):
         labels = sorted(labels_of.get(int(image["id"]), ()))
         if drop_unlabeled and not labels:
@@ -59,6 +65,7 @@ def _labels(dataset: dict, drop_unlabeled: bool) -> tuple[list[str], dict[str, l
         columns["image_id"].append(int(image["id"]))
         columns["labels"].append(labels)
         columns["multi_hot"].append(multi_hot(labels, len(cat_ids)))
+        columns["largest"].append(largest.get(int(image["id"]), (0.0, -1))[1])
     return [names[c] for c in cat_ids], columns
 
 
@@ -94,7 +101,8 @@ def load_coco(root: str | os.PathLike, split: str, *, drop_unlabeled: bool = Fal
         return _in_folder(datasets.load_from_disk(str(cached)), images)
 
     names, columns = _labels(checked(read_json(ann), str(ann)), drop_unlabeled)
-    features = datasets.Features({**features_for(names), "image": datasets.Value("string")})
+    features = datasets.Features({**features_for(names), "image": datasets.Value("string"),
+                                  "largest": datasets.Value("int64")})
     ds = dataset_from_columns(columns, features, fingerprint=key)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=cached.name + ".tmp-", dir=cached.parent))

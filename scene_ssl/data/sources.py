@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 import datasets
 
+from .classification import check_torchvision, load_cub, load_indoor67, load_torchvision, torchvision_splits
 from .coco import coco_ground_truth, load_coco
 from .folder import load_folder
 from .hub import hub_ground_truth, load_hf
@@ -51,7 +52,8 @@ class DataSource:
         detection: ``detection(arg, split, **options)`` -> :class:`~scene_ssl.data.schema.GroundTruth`.
         streamed: ``streamed(arg)``: whether this spec is read as a stream (``stream``) rather
             than loaded (``load``).
-        splits: the default (train, evaluation) splits of probes and detection.
+        splits: the default (train, evaluation) splits of probes, fine-tuning and detection,
+            or ``splits(arg)`` giving them when they depend on the argument.
     """
 
     kind: str
@@ -61,7 +63,7 @@ class DataSource:
     stream: Callable[[str, str], StreamSource] | None = None
     detection: Callable[..., GroundTruth] | None = None
     streamed: Callable[[str], bool] = lambda arg: False
-    splits: tuple[str, str] = ("train", "val")
+    splits: tuple[str, str] | Callable[[str], tuple[str, str]] = ("train", "val")
 
 
 def default_scenes_dir() -> str:
@@ -128,6 +130,12 @@ SOURCES: dict[str, DataSource] = {s.kind: s for s in (
     DataSource("voc", "voc:<VOCdevkit>[?years=2007,2012]", lambda arg: voc_folders(arg) and None,
                load=lambda arg, split, drop: load_voc(arg, split, drop_unlabeled=drop), detection=voc_ground_truth,
                splits=("trainval", "test")),
+    DataSource("torchvision", "torchvision:<...>:<root>",  # <...>: a name of classification.TORCHVISION_SETS
+               check_torchvision, load=lambda arg, split, drop: load_torchvision(arg, split), splits=torchvision_splits),
+    DataSource("cub", "cub:<CUB_200_2011>", _folder_check("CUB_200_2011 folder", "cub"),
+               load=lambda arg, split, drop: load_cub(arg, split), splits=("train", "test")),
+    DataSource("indoor67", "indoor67:<path>", _folder_check("Indoor-67 folder", "indoor67"),
+               load=lambda arg, split, drop: load_indoor67(arg, split), splits=("train", "test")),
 )}
 
 
@@ -141,8 +149,9 @@ def default_splits(spec: str, train: str | None = None, val: str | None = None) 
     """The (train, evaluation) splits a probe or a detector uses on ``spec``: ``train`` / ``val``
     as given, else the source's defaults: ``train`` / ``val``, VOC's ``trainval`` / ``test`` (by
     the spec's kind; nothing is checked)."""
-    source = SOURCES.get(str(spec).partition(":")[0])
-    default = source.splits if source is not None else ("train", "val")
+    kind, _, arg = str(spec).partition(":")
+    source = SOURCES.get(kind)
+    default = ("train", "val") if source is None else source.splits(arg) if callable(source.splits) else source.splits
     return train or default[0], val or default[1]
 
 

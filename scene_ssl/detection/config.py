@@ -78,6 +78,8 @@ class DetectionConfig:
     num_workers: int = option(4, "data-loader processes per training process (capped at the CPUs available)")
     threads: int | None = option(None, THREADS_HELP)
     seed: int = option(0, "seed of the heads, the data order and the flips")
+    seeds: tuple[int, ...] | None = option(None, "run once per seed (e.g. 0,1,2,3,4; a finished seed is not rerun) and "
+                                                 "report mean ± std (n), as MoCo averages VOC over 5 runs")
     output_dir: str = option("outputs/detection", "where checkpoints, logs and metrics.json go")
     log_every: int = option(20, "iterations between log lines")
     save_every: int = option(5000, "iterations between checkpoints (0: only at the end)")

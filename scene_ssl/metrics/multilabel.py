@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["average_precision", "multilabel_metrics", "topk_accuracy", "METRIC_NAMES"]
+__all__ = ["average_precision", "multilabel_metrics", "METRIC_NAMES"]
 
 #: the seven multi-label metrics :func:`multilabel_metrics` reports, in the papers' table order
 METRIC_NAMES = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
@@ -131,17 +131,3 @@ def multilabel_metrics(
 def _passes(scores: Tensor, threshold: float, apply_sigmoid: bool) -> Tensor:
     """1.0 where the (sigmoid of the) score reaches the threshold."""
     return ((torch.sigmoid(scores) if apply_sigmoid else scores) >= threshold).double()
-
-
-def topk_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:
-    """Percent of rows whose label is among the k highest scores (single-label data).
-
-    Example:
-        >>> topk_accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
-        50.0
-    """
-    scores, labels = torch.as_tensor(scores), torch.as_tensor(labels).long()
-    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
-        raise ValueError(f"scores must be (N, C) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
-    hit = (scores.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
-    return 100.0 * hit.double().mean().item()

@@ -14,8 +14,7 @@ from ..card import dataset_name
 from ..export import evaluation_result
 from ..metrics import METRIC_NAMES
 from ..models import TimmBackbone
-from .features import extract_features
-from .linear import fit_linear_head, probe_metrics
+from .core import head_options, linear_probe, score
 
 __all__ = ["compare_with_random_init", "probe_after_training", "format_table"]
 
@@ -40,14 +39,10 @@ def compare_with_random_init(encoder: nn.Module, cfg, *, accelerator, out_dir: P
     random_init = TimmBackbone(cfg.backbone).to(accelerator.device)
     accelerator.print(f"\nlinear probe ({cfg.probe_pool} pool, {cfg.probe_image_size} px, {cfg.probe_epochs} epochs) on "
                       f"{cfg.probe_data}: {len(train)} train / {len(val)} val images, trained vs random-init backbone")
+    opts = head_options(cfg, "probe_", num_workers=min(2, cfg.num_workers), seed=cfg.seed)
     results = {}
     for name, backbone in (("pretrained", encoder), ("random init", random_init)):
-        kw = dict(image_size=cfg.probe_image_size, pool=cfg.probe_pool, device=accelerator.device,
-                  num_workers=min(2, cfg.num_workers), accelerator=accelerator)
-        f_train, y_train = extract_features(backbone, train, **kw)
-        f_val, y_val = extract_features(backbone, val, **kw)
-        head = fit_linear_head(f_train, y_train, epochs=cfg.probe_epochs, seed=cfg.seed)
-        m = probe_metrics(head, f_val, y_val)
+        m = score(*linear_probe(backbone, train, val, opts, accelerator=accelerator), single_label=False)
         results[name] = {k: v for k, v in m.items() if k != "per_class_AP"}
     accelerator.print(format_table(results))
     if accelerator.is_main_process:

@@ -41,6 +41,8 @@ class LinearProbeConfig:
     num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
     threads: int | None = option(None, THREADS_HELP)
     seed: int = option(0, "seed of the head and the batches")
+    seeds: tuple[int, ...] | None = option(None, "run once per seed (e.g. 0,1,2; a finished seed is not rerun) and report "
+                                                 "mean ± std (n)")
     output_dir: str = option("outputs/probe_linear", "where metrics.json and the feature cache go")
 
     def check(self) -> None:

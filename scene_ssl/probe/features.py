@@ -22,7 +22,7 @@ from ..heads.multilabel import POOLS
 from ..transforms import ViewNormalizer, ViewPipeline, render_views_pil
 
 __all__ = ["ProbeImages", "extract_features", "feature_map_pool", "pooled_features_fn", "gather_indexed", "BatchSlices",
-           "batch_rows"]
+           "batch_rows", "unique_by_index"]
 
 
 class ProbeImages(Dataset):
@@ -98,7 +98,7 @@ def gather_indexed(accelerator, capacity: int, index: Tensor, *rows: Tensor) -> 
     return tuple(g[keep] for g in gathered)
 
 
-def _unique_by_index(index: Tensor, *rows: Tensor) -> tuple[Tensor, ...]:
+def unique_by_index(index: Tensor, *rows: Tensor) -> tuple[Tensor, ...]:
     """Rows in dataset order, each index once (a sharded loader repeats a few at the end)."""
     index, order = torch.sort(index)
     first = torch.ones_like(index, dtype=torch.bool)
@@ -184,5 +184,5 @@ def extract_features(
     if skipped:
         warnings.warn(f"{len(skipped)} unreadable image(s) left out of the probe set of {len(dataset)} "
                       f"(e.g. {min(skipped)})", stacklevel=2)
-    _, feats, targets = _unique_by_index(torch.cat(index), torch.cat(feats), torch.cat(targets))
+    _, feats, targets = unique_by_index(torch.cat(index), torch.cat(feats), torch.cat(targets))
     return feats, targets

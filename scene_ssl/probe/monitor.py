@@ -5,9 +5,7 @@ from torch import nn
 
 from ..data import check_spec, load_dataset
 from ..data.sources import default_splits
-from ..metrics import multilabel_metrics
-from .features import extract_features
-from .knn import knn_scores
+from .core import HeadOptions, knn_probe, score
 
 __all__ = ["KNNMonitor"]
 
@@ -56,10 +54,6 @@ class KNNMonitor:
         """The kNN mAP of ``backbone`` now; with an ``accelerator``, every process extracts a
         share of the features and all return the same number."""
         train, val = self._load()
-        device = next(backbone.parameters()).device
-        kw = dict(image_size=self.image_size, pool=self.pool, device=device, num_workers=self.num_workers,
-                  accelerator=accelerator)
-        f_train, y_train = extract_features(backbone, train, **kw)
-        f_val, y_val = extract_features(backbone, val, **kw)
-        scores = knn_scores(f_train, y_train, f_val, k=min(self.k, len(f_train)))
-        return {"knn_mAP": multilabel_metrics(scores, y_val, threshold=0.5, apply_sigmoid=False)["mAP"]}
+        opts = HeadOptions(image_size=self.image_size, pool=self.pool, k=self.k, num_workers=self.num_workers)
+        scores, targets = knn_probe(backbone, train, val, opts, accelerator=accelerator)
+        return {"knn_mAP": score(scores, targets, single_label=False, threshold=0.5, apply_sigmoid=False)["mAP"]}

@@ -115,3 +115,21 @@ def test_bad_boxes_and_unreadable_images_are_met_at_load_or_skipped_never_mid_tr
     assert any(m.startswith("skipping unreadable image") for m in messages)
     assert any("1 unreadable image(s) left out of the evaluation" in m for m in messages)
     assert 0.0 <= rows["pretrained"]["metrics"]["bbox"]["AP"] <= 100.0
+
+
+def test_seeds_run_each_seed_once_and_report_mean_and_std(det_scenes, tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    export = save_pretrained(TimmBackbone("test_resnet"), tmp_path / "export", tag="t", train_config={"image_size": 32})
+    args = ["--model", str(export), "--data", f"coco:{det_scenes}", "--task", "bbox", "--compare-random", "false",
+            "--output-dir", str(tmp_path / "det"), *TINY, "--seeds", "0,1"]
+    summary = load_recipe("transfer_detection").main(args)
+    aps = [summary["seeds"][s]["pretrained/bbox/AP"] for s in (0, 1)]
+    assert summary["mean"]["pretrained/bbox/AP"] == pytest.approx(sum(aps) / 2) and summary["n"]["pretrained/bbox/AP"] == 2
+    assert (tmp_path / "det" / "seed_0" / "pretrained" / "metrics.json").is_file() is False  # one report, at the top
+    saved = json.loads((tmp_path / "det" / "metrics.json").read_text())
+    assert saved["results"]["pretrained"]["metrics"]["bbox"]["AP"] == pytest.approx(sum(aps) / 2)
+    assert "(mean ± std of 2 runs)" in (export / "README.md").read_text()
+    again = load_recipe("transfer_detection").main(args)  # both seeds finished: nothing is trained again
+    assert again["seeds"] == summary["seeds"]

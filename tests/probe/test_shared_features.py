@@ -41,5 +41,5 @@ def _shared(rank, world_size, root):
 
 
 def test_two_processes_extract_the_one_process_features_row_for_row(tmp_path):
-    # (nothing computes here before the processes fork: OpenMP does not survive a fork)
-    run_distributed(_shared, _folder(tmp_path / "imgs"))
+    # spawned: the tests before this one computed with OpenMP threads, which a fork leaves hung
+    run_distributed(_shared, _folder(tmp_path / "imgs"), start_method="spawn")

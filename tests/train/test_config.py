@@ -58,6 +58,7 @@ def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
     from pathlib import Path
 
     from scene_ssl.detection.config import DetectionConfig
+    from scene_ssl.finetune import FinetuneConfig
     from scene_ssl.models import get_method, method_names
 
     root = Path(__file__).resolve().parents[2] / "recipes" / "configs"
@@ -69,7 +70,7 @@ def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
                 owners[file] = spec.config
                 assert load_config(spec.config, root / file).build_views().num_views > 0
     for path in sorted(root.glob("*.yaml")):
-        cls = DetectionConfig if path.name.startswith("detection_") else owners.get(path.name)
+        cls = {"detection": DetectionConfig, "finetune": FinetuneConfig}.get(path.name.split("_")[0]) or owners.get(path.name)
         assert cls is not None, f"{path.name} belongs to no registered method"
         load_config(cls, path)
 
