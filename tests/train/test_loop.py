@@ -345,3 +345,26 @@ def test_hf_streaming_from_a_local_parquet_folder_trains(tiny_scenes, tmp_path):
     out = run(mls_cfg(tiny_scenes, tmp_path / "out", data=f"hf:{tmp_path / 'parquet'}?streaming=1", max_steps=3,
                       export=False))
     assert out.step == 3 and math.isfinite(out.losses["loss"])
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_tf32_matmuls_only_when_asked(tf32):
+    # (a stand-in accelerator on a CUDA device: the flags are process-wide, set back after)
+    from types import SimpleNamespace
+
+    from scene_ssl.train.loop import _fast_backends
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        _fast_backends(SimpleNamespace(device=torch.device("cuda")), tf32)
+        assert torch.backends.cuda.matmul.allow_tf32 is tf32  # main 8d5e37d: always True (the losses' float32 promise broken)
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = before
+
+
+def test_a_one_process_moco_family_run_says_shuffle_bn_cannot_act(tiny_scenes, tmp_path, capsys):
+    run(mls_cfg(tiny_scenes, tmp_path, max_steps=1, export=False))
+    assert "one process with bn_splits 1: shuffle-BN cannot act" in capsys.readouterr().out
+    run(mls_cfg(tiny_scenes, tmp_path / "b", max_steps=1, export=False, bn_splits=2))
+    assert "shuffle-BN cannot act" not in capsys.readouterr().out
