@@ -68,27 +68,25 @@ def _within(image: Tensor, max_side: int | None) -> Tensor:
         .round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _decode_one(data: np.ndarray, device: torch.device) -> Tensor | None:
-    """One JPEG on the device, else with PIL on the host; None if neither can."""
+def _decode_one(data: np.ndarray, device: torch.device) -> tuple[Tensor | None, bool]:
+    """One JPEG on the device, else with PIL on the host; (None, ...) if neither can. The flag
+    says whether the pixels are upright already (PIL's decode applies the EXIF orientation)."""
     try:
-        return decode_jpeg(torch.from_numpy(data.copy()), mode=ImageReadMode.RGB, device=device)
+        return decode_jpeg(torch.from_numpy(data.copy()), mode=ImageReadMode.RGB, device=device), False
     except RuntimeError:
         pass
     try:
-        return torch.from_numpy(np.array(decode_image(data.tobytes()))).permute(2, 0, 1).to(device)
+        return torch.from_numpy(np.array(decode_image(data.tobytes()))).permute(2, 0, 1).to(device), True
     except DecodeError:
-        return None
+        return None, False
 
 
-def decode_batch(batch: dict[str, Any], device: torch.device | str, max_side: int | None = None) -> dict[str, Any]:
-    """Decode a :func:`~scene_ssl.data.views.collate_encoded` batch on ``device``; return it as
-    :func:`~scene_ssl.data.collate_decoded` would have (``images`` uint8 (B, H_max, W_max, 3),
-    each image upright, at most ``max_side``, top-left in its slot, its views' crops in its
-    pixels), ready for the device renderer."""
-    device = torch.device(device)
-    encoded = batch["encoded"]
-    jpegs = [i for i, e in enumerate(encoded) if e is not None]
+def _device_decoded(encoded: list, device: torch.device) -> tuple[list[Tensor | None], list[bool]]:
+    """The batch's JPEGs decoded on ``device`` (one batched call, one at a time if a file fails
+    it): (3, H, W) uint8 or None, and whether each is upright already."""
     images: list[Tensor | None] = [None] * len(encoded)
+    upright = [False] * len(encoded)
+    jpegs = [i for i, e in enumerate(encoded) if e is not None]
     if jpegs:
         try:  # one batched call: nvJPEG decodes them together
             out = decode_jpeg([torch.from_numpy(encoded[i].copy()) for i in jpegs], mode=ImageReadMode.RGB, device=device)
@@ -96,27 +94,38 @@ def decode_batch(batch: dict[str, Any], device: torch.device | str, max_side: in
                 images[i] = img
         except RuntimeError:  # a corrupt file fails the whole call: one at a time
             for i in jpegs:
-                images[i] = _decode_one(encoded[i], device)
-    for i, d in enumerate(batch["decoded"]):
-        if d is not None:
-            images[i] = d.to(device).permute(2, 0, 1)
+                images[i], upright[i] = _decode_one(encoded[i], device)
+    return images, upright
+
+
+def decode_batch(batch: dict[str, Any], device: torch.device | str, max_side: int | None = None) -> dict[str, Any]:
+    """Decode a :func:`~scene_ssl.data.views.collate_encoded` batch on ``device``; return it as
+    :func:`~scene_ssl.data.collate_decoded` would have (``images`` uint8 (B, H_max, W_max, 3),
+    each image upright, at most ``max_side``, top-left in its slot, its views' crops in its
+    pixels), ready for the device renderer. An image that cannot be decoded is replaced by
+    another of the batch, with that image's crops, and named in ``skipped``."""
+    device = torch.device(device)
+    n = len(batch["encoded"])
+    images, upright = _device_decoded(batch["encoded"], device)
+    crop = batch["params"]["crop"].clone()  # view-major rows: row k * n + i is view k of image i
+    turns = batch.get("turns", [1] * n)
+    for i, img in enumerate(images):
+        if batch["decoded"][i] is not None:  # decoded in the worker: upright, within max_side, crops in its pixels
+            images[i] = batch["decoded"][i].to(device).permute(2, 0, 1)
+        elif img is not None:  # the views were drawn for the upright full size: turn, cap, and scale the crops
+            turn = 1 if upright[i] else turns[i]
+            drawn = img.shape[1:] if turn not in (5, 6, 7, 8) else img.shape[2:0:-1]  # (h, w) upright
+            images[i] = _within(_upright(img, turn), max_side)
+            h, w = images[i].shape[1:]
+            crop[i::n] *= torch.tensor([w / drawn[1], h / drawn[0]] * 2, dtype=crop.dtype, device=crop.device)
     skipped = list(batch["skipped"])
-    good = next((img for img in images if img is not None), None)
+    good = next((j for j, img in enumerate(images) if img is not None), None)
     if good is None:
         raise RuntimeError(f"no image of the batch could be decoded (first: {batch['names'][0]})")
     for i, img in enumerate(images):
-        if img is None:  # undecodable: another image of the batch takes its place
-            images[i] = good
+        if img is None:  # undecodable: another image of the batch takes its place, with its crops
+            images[i], crop[i::n] = images[good], crop[good::n]
             skipped.append(batch["names"][i])
-    crop = batch["params"]["crop"].clone()  # view-major rows: row k * B + i is view k of image i
-    for i, turn in enumerate(batch.get("turns", [1] * len(images))):
-        if batch["encoded"][i] is None:
-            continue  # decoded in the worker: upright, within max_side, crops already in its pixels
-        drawn = images[i].shape[1:] if turn not in (5, 6, 7, 8) else images[i].shape[2:0:-1]
-        images[i] = _within(_upright(images[i], turn), max_side)
-        h, w = images[i].shape[1:]
-        scale = torch.tensor([w / drawn[1], h / drawn[0]] * 2, dtype=crop.dtype, device=crop.device)
-        crop[i :: len(images)] *= scale
     h = max(img.shape[1] for img in images)
     w = max(img.shape[2] for img in images)
     padded = torch.stack([F.pad(img, (0, w - img.shape[2], 0, h - img.shape[1])) for img in images])  # (B, 3, H, W)

@@ -15,8 +15,9 @@ import fsspec
 
 __all__ = ["expand_braces", "shard_urls", "read_index", "iterate_shard", "count_shard", "INDEX_NAME", "DAMAGED_SHARD"]
 
-#: what a damaged shard raises while it is read (a truncated tar, a 0-byte file, a short read)
-DAMAGED_SHARD = (tarfile.TarError, EOFError, OSError)
+#: what a damaged shard raises while it is read (a truncated tar, a 0-byte file); an I/O error
+#: (a network blip, NFS) is not damage: it ends the run loudly rather than drop samples
+DAMAGED_SHARD = (tarfile.TarError, EOFError)
 
 INDEX_NAME = "index.json"
 _BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")

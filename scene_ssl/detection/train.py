@@ -122,18 +122,17 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
     accelerator.print(f"fine-tuning {cfg.task} on {source}: {len(dataset)} images, {total} iterations at "
                       f"{total_batch} images, lr {lr:.4g} (warm-up {warmup}), norm {cfg.norm}"
                       + (f", {threads} CPU thread(s)" if accelerator.device.type == "cpu" else ""))
-    with preemption_signals() as received:
+    with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
         images_per_s, stopped_by = _train(cfg, accelerator, model, optimizer, _Data(loader, sampler, dataset), state, total,
                                           warmup, lr, out_dir, StopAgreement(received, accelerator.num_processes))
-    unwrapped = accelerator.unwrap_model(model)
-    if stopped_by is None and state.step < total:
-        stopped_by = "stop"
-    if stopped_by:
+        unwrapped = accelerator.unwrap_model(model)
+        if stopped_by is None and state.step < total:
+            stopped_by = "stop"
         save_checkpoint(accelerator, ckpt_dir, state.step, cfg.keep_checkpoints)
+    if stopped_by:
         accelerator.print(f"{stopped_by}: stopped at iteration {state.step} of {total} with a checkpoint; "
                           "the same command with --resume auto goes on")
         return FinetuneResult(unwrapped, state.step, total, {}, images_per_s, stopped_by)
-    save_checkpoint(accelerator, ckpt_dir, state.step, cfg.keep_checkpoints)
     metrics = evaluate_detector(unwrapped, val_data, cfg)
     return FinetuneResult(unwrapped, state.step, total, metrics, images_per_s)
 

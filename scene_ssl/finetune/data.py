@@ -46,8 +46,15 @@ class FinetuneImages(Dataset):
         self.size, self.train, self.single, self.largest, self.seed = size, train, single, largest, seed
         self.resample, self.test_resize = _RESAMPLE[interpolation], test_resize
         self.crop = ViewPipeline(size=size, scale=(0.08, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, flip_p=0.5)
-        self.num_classes = len(data[0]["multi_hot"]) if len(data) else 0
-        self.epoch = 0
+        self.num_classes = len(self.rows[0]["multi_hot"]) if len(data) else 0  # (not decoding image 0)
+        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()  # seen by persistent workers
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -89,7 +89,7 @@ def finetune_once(source: str, train: datasets.Dataset, test: datasets.Dataset, 
     with tqdm(total=total, desc=desc, disable=not accelerator.is_local_main_process, leave=False) as bar:
         while step < total:
             sampler.set_epoch(step // len(loader))
-            images.epoch = step // len(loader)
+            images.set_epoch(step // len(loader))
             loader.set_epoch(step // len(loader))
             for batch in loader:
                 warn_skipped(batch["skipped"], skipped)

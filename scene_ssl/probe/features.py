@@ -40,7 +40,7 @@ class ProbeImages(Dataset):
         self.images = dataset.cast_column("image", datasets.Image(decode=False))
         self.size, self.train, self.seed, self.epoch = size, train, seed, 0
         self.augment = ViewPipeline(size=size, scale=(0.08, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, flip_p=0.5)
-        self.num_classes = len(dataset[0]["multi_hot"]) if len(dataset) else 0
+        self.num_classes = len(self.images[0]["multi_hot"]) if len(dataset) else 0  # (not decoding image 0)
 
     def __len__(self) -> int:
         return len(self.images)

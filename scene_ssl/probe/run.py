@@ -150,7 +150,8 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
 
     def one(seed: int, folder: Path) -> dict:
         one_cfg = dataclasses.replace(cfg, seed=seed, output_dir=str(folder), seeds=None)
-        return {k: v for k, v in _linear_probe_once(one_cfg, accelerator, train, val, names, mode, threads).items()
+        return {k: v for k, v in _linear_probe_once(one_cfg, accelerator, train, val, names, mode, threads,
+                                                    cache_dir=Path(cfg.output_dir) / "features").items()
                 if k in _names(mode)}
 
     summary = run_seeds(list(cfg.seeds), cfg.output_dir, one, is_main=accelerator.is_main_process,
@@ -164,14 +165,17 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
     return result
 
 
-def _linear_probe_once(cfg, accelerator, train, val, names, mode, threads, to_card: bool = False) -> dict:
+def _linear_probe_once(cfg, accelerator, train, val, names, mode, threads, to_card: bool = False,
+                       cache_dir: Path | None = None) -> dict:
+    """One linear probe; its features cached in ``cache_dir`` (default: the output folder's;
+    seeds share one: the features do not depend on the seed)."""
     torch.manual_seed(cfg.seed)
     backbone = load_backbone(cfg.model).to(accelerator.device)
     cfg = _resolved(cfg, backbone)
     _header(cfg, "linear probe", train, val, accelerator.print, threads)
     opts = head_options(cfg)
     scores, y_val = linear_probe(backbone, train, val, opts, accelerator=accelerator, single_label=mode == "singlelabel",
-                                 extract=_cached(cfg, opts, accelerator, Path(cfg.output_dir) / "features"),
+                                 extract=_cached(cfg, opts, accelerator, cache_dir or Path(cfg.output_dir) / "features"),
                                  show=accelerator.is_local_main_process)
     result = None
     if accelerator.is_main_process:

@@ -70,7 +70,7 @@ def epoch_batches(accelerator: Accelerator, loader: DataLoader, sampler: EpochSh
 
 def label_table(data) -> Tensor | None:
     """The dataset's multi-hot labels (N, C) as bool, or None when it has no labels."""
-    if "multi_hot" not in data.column_names or not len(data) or not len(data[0]["multi_hot"]):
+    if "multi_hot" not in data.column_names or not len(data) or not len(data.select_columns(["multi_hot"])[0]["multi_hot"]):
         return None
     table = torch.from_numpy(np.stack(data.with_format("numpy")["multi_hot"]).astype(bool))
     return table if table.any() else None

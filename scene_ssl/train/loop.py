@@ -216,9 +216,9 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
         accelerator.init_trackers("pretrain", config={k: v for k, v in dataclasses.asdict(cfg).items()
                                                       if isinstance(v, (int, float, str, bool))})
     _print_header(run, spec.display_name if spec else type(method).__name__, threads)
-    with preemption_signals() as received:
+    with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
         stopped_by = _train(run, StopAgreement(received, accelerator.num_processes), monitor)
-    return _finish(run, stopped_by)
+        return _finish(run, stopped_by)
 
 
 # -- setting up -----------------------------------------------------------------------------
@@ -341,10 +341,10 @@ def _epoch(run: _Run, stop: StopAgreement, bar) -> bool:
         if stop():
             return True
         if state.step >= plan.end_step:
-            break
-    if forwards:  # the plan and the loader disagree: never silently train a partial step
-        raise RuntimeError(f"the loader ended {forwards} forward(s) into step {state.step + 1}: "
-                           f"it gave fewer than the {plan.batches} batches per epoch it announced")
+            return False
+    if forwards or state.step % plan.steps_per_epoch:  # the plan and the loader disagree: never train on silently
+        raise RuntimeError(f"the loader ended at step {state.step} ({forwards} forward(s) into the next): it gave fewer "
+                           f"than the {plan.batches} batches per epoch it announced (damaged or missing data?)")
     return False
 
 
@@ -431,6 +431,7 @@ def _write_logs(run: _Run, logs: dict[str, float]) -> None:
 def _monitor(run: _Run, monitor: Monitor | None, epoch: int) -> None:
     if monitor is None or not run.cfg.monitor_every or epoch % run.cfg.monitor_every:
         return
+    _rank0_buffers(run)  # eval mode reads the BN statistics: every process embeds its share with rank 0's
     result = {"epoch": epoch, **monitor(run.method.encoder, run.accelerator)}  # eval-mode features, shared work
     run.progress.monitor.append(result)
     _write_logs(run, {k: v for k, v in result.items() if k != "epoch"})
@@ -438,14 +439,18 @@ def _monitor(run: _Run, monitor: Monitor | None, epoch: int) -> None:
         tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k != "epoch"))
 
 
+def _rank0_buffers(run: _Run) -> None:
+    """Rank 0's buffers on every process: DDP does not broadcast them (see make_accelerator), so
+    the BN running statistics are each process's own until here."""
+    if run.accelerator.num_processes > 1:
+        for buffer in run.method.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
+
+
 def _finish(run: _Run, stopped_by: str | None) -> PretrainResult:
     accelerator, state, plan = run.accelerator, run.state, run.plan
     _check_finite(run)
-    if accelerator.num_processes > 1:
-        # DDP does not broadcast buffers (see make_accelerator), so the BN running statistics
-        # are each process's own: end with rank 0's everywhere, as in every checkpoint
-        for buffer in run.method.buffers():
-            torch.distributed.broadcast(buffer.data, src=0)
+    _rank0_buffers(run)  # end with rank 0's BN statistics everywhere, as in every checkpoint
     checkpoint = _save(run)
     skipped = len(_all_skipped(run))
     if skipped:

@@ -100,11 +100,14 @@ class StopAgreement:
     def __init__(self, received: list[str], world_size: int) -> None:
         self.received = received
         self._pending = None  # (work, flag) of the all-reduce started at the last step
-        self._group = None
+        self._group = self._own_group = None
         if world_size > 1:
             import torch.distributed as dist
 
-            self._group = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+            if dist.get_backend() == "gloo":
+                self._group = dist.group.WORLD
+            else:  # NCCL: a CPU side group of our own, ended in close()
+                self._group = self._own_group = dist.new_group(backend="gloo")
 
     def __call__(self) -> bool:
         if self._group is None:
@@ -122,10 +125,16 @@ class StopAgreement:
         return decided
 
     def close(self) -> None:
-        """Wait for the last reduce (every process must have joined it before the group ends)."""
+        """Wait for the last reduce (every process must have joined it before the group ends),
+        and end the side group this agreement made."""
         if self._pending is not None:
             self._pending[0].wait()
             self._pending = None
+        if self._own_group is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group(self._own_group)
+            self._own_group = self._group = None
 
     def who(self) -> str:
         """What stopped the run, for its last line."""

@@ -93,3 +93,22 @@ def test_a_huge_image_is_used_at_the_longest_side_on_every_path(tmp_path):
         # the same crops as without the cap, in the smaller image's pixels
         uncapped = collate_decoded([full[i] for i in range(len(full))])["params"]["crop"]
         torch.testing.assert_close(batch["params"]["crop"] * (3000 / 96), uncapped, rtol=2e-2, atol=1.0)
+
+
+def test_a_jpeg_the_device_decoder_rejects_is_turned_once_by_the_pil_fallback(tmp_path, monkeypatch):
+    import scene_ssl.data.device_decode as device_decode
+
+    picture = _arrow(48, 32)
+    _save_turned(tmp_path / "photo.jpg", picture, 6)
+    data = load_dataset(f"folder:{tmp_path}")
+    batch = collate_encoded([ViewDataset(data, MoCoV2Transform(size=48), render="bytes")[0]])
+    normal = decode_batch(batch, "cpu")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the device decoder refuses this file")
+
+    monkeypatch.setattr(device_decode, "decode_jpeg", refuse)
+    fallback = decode_batch(batch, "cpu")  # main of this change: turned twice, (32, 48), crops past the image
+    assert fallback["images"].shape == normal["images"].shape == (1, 32, 48, 3)
+    assert torch.allclose(fallback["params"]["crop"], normal["params"]["crop"])
+    assert (fallback["images"].float() - normal["images"].float()).abs().mean() < 3

@@ -103,3 +103,28 @@ def test_the_quick_recipe_runs_two_seeds_and_puts_mean_and_std_in_the_card(scene
         (rows["seeds"][0]["pretrained/top1"] + rows["seeds"][1]["pretrained/top1"]) / 2)
     card = (export / "README.md").read_text()
     assert "single-label fine-tuning (32 px, 3 steps)" in card and "(mean ± std of 2 runs)" in card
+
+
+def test_persistent_workers_draw_new_crops_each_epoch_and_a_missing_first_image_is_no_crash(scenes, tmp_path):
+    import shutil
+
+    from torch.utils.data import DataLoader
+
+    from scene_ssl.finetune.data import FinetuneImages, collate_finetune
+    from scene_ssl.probe import ProbeImages
+
+    data = load_dataset(f"coco:{scenes}", "train")
+    images = FinetuneImages(data, 24, train=True, single=True, largest=True)
+    loader = DataLoader(images, batch_size=8, num_workers=1, persistent_workers=True, collate_fn=collate_finetune)
+    epochs = []
+    for epoch in (0, 1):
+        images.set_epoch(epoch)
+        epochs.append(torch.cat([b["pixels"] for b in loader]))
+    assert not torch.equal(epochs[0], epochs[1])  # the workers saw the epoch change (a plain attribute: they did not)
+    root = tmp_path / "s"
+    shutil.copytree(scenes, root)
+    first = load_dataset(f"coco:{root}", "train").cast_column("image", __import__("datasets").Image(decode=False))[0]
+    __import__("os").unlink(first["image"]["path"])
+    broken = load_dataset(f"coco:{root}", "train")
+    assert FinetuneImages(broken, 24, train=True, single=True, largest=True).num_classes == 4
+    assert ProbeImages(broken, 24).num_classes == 4  # read without decoding image 0
