@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["EpochShuffleSampler", "seeded_generator"]
+__all__ = ["EpochShuffleSampler", "seeded_generator", "SharedEpoch"]
 
 
 def seeded_generator(*keys: int) -> torch.Generator:
@@ -47,3 +47,24 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(torch.randperm(self.n, generator=seeded_generator(self.seed, self.epoch)).tolist())
+
+
+class SharedEpoch:
+    """The epoch a dataset draws its randomness for, in shared memory: persistent data-loader
+    workers keep their copy of the dataset across epochs, and see :meth:`set_epoch` through it.
+    A dataset inherits it and calls ``super().__init__()``.
+
+    Example:
+        >>> epoch = SharedEpoch(); epoch.set_epoch(3); epoch.epoch
+        3
+    """
+
+    def __init__(self) -> None:
+        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))

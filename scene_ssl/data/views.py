@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import datasets
 import numpy as np
@@ -13,10 +13,10 @@ from torch.utils.data import Dataset
 from ..transforms.multiview import MultiViewTransform
 from .decode import DecodeError, dct_reduction, describe_source, load_image, open_image, oriented_size
 from .device_decode import read_encoded
-from .sampler import seeded_generator
+from .sampler import SharedEpoch, seeded_generator
 
 __all__ = ["ViewDataset", "warn_skipped", "collate_views", "collate_decoded", "collate_encoded", "worker_item", "MAX_CONSECUTIVE_FAILURES",
-           "RENDER_MODES", "DECODE_SIDE_FACTOR", "decode_side", "scale_crops"]
+           "RENDER_MODES", "DECODE_SIDE_FACTOR", "decode_side", "scale_crops", "first_readable"]
 
 #: cpu: the worker renders the views; device: it decodes, the training device renders;
 #: bytes: it reads JPEG bytes, the training device decodes and renders
@@ -51,7 +51,7 @@ def decode_side(transform: MultiViewTransform, max_side: int | None = None) -> i
     return DECODE_SIDE_FACTOR * max(p.size for p in pipelines) if pipelines else None
 
 
-class ViewDataset(Dataset):
+class ViewDataset(SharedEpoch, Dataset):
     """Map-style dataset of multi-view samples over an HF ``datasets.Dataset``.
 
     Each item is ``{"views": uint8 (V, S, S, 3), "index": int, "skipped": [file names]}``.
@@ -97,14 +97,7 @@ class ViewDataset(Dataset):
         self.images = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
         self.transform = transform
         self.seed = int(seed)
-        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()  # seen by persistent workers
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.fill_(int(epoch))
+        SharedEpoch.__init__(self)  # seen by persistent workers
 
     def __len__(self) -> int:
         return len(self.images)
@@ -122,19 +115,28 @@ class ViewDataset(Dataset):
         return worker_item(image, params, self.transform, self.render)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        skipped: list[str] = []
-        n = len(self.images)
-        for attempt in range(min(n, MAX_CONSECUTIVE_FAILURES)):
-            j = (index + attempt) % n
-            try:
-                views = self._views(self.images[j]["image"], j)
-            except DecodeError as e:
-                skipped.append(e.source)
-                continue
-            return {**views, "index": j, "skipped": skipped}
-        raise RuntimeError(
-            f"{len(skipped)} images in a row could not be decoded (first: {skipped[0]}); is the data folder right?"
-        )
+        j, views, skipped = first_readable(index, len(self.images), lambda j: self._views(self.images[j]["image"], j))
+        return {**views, "index": j, "skipped": skipped}
+
+
+def first_readable(index: int, n: int, read: Callable[[int], Any], replace: bool = True) -> tuple[int | None, Any, list[str]]:
+    """``(j, read(j), the names of the unreadable files before it)``: the first of ``index``,
+    ``index + 1`` ... (wrapping at ``n``) that ``read`` decodes without a DecodeError; with
+    ``replace=False`` only ``index`` itself is tried (``j`` None when it fails).
+
+    Raises:
+        RuntimeError: ``MAX_CONSECUTIVE_FAILURES`` unreadable images in a row (broken data, not noisy).
+    """
+    skipped: list[str] = []
+    for attempt in range(min(n, MAX_CONSECUTIVE_FAILURES) if replace else 1):
+        j = (index + attempt) % n
+        try:
+            return j, read(j), skipped
+        except DecodeError as e:
+            skipped.append(e.source)
+    if not replace:
+        return None, None, skipped
+    raise RuntimeError(f"{len(skipped)} images in a row could not be decoded (first: {skipped[0]}); is the data folder right?")
 
 
 def _reduction(params, size: int | None, width: int, height: int, max_side: int | None) -> int:

@@ -17,11 +17,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..data import decode_image
-from ..data.decode import DecodeError
-from ..data.views import MAX_CONSECUTIVE_FAILURES
+from ..data.views import first_readable
 from ..data.hub import BBOX_FORMATS
 from ..data.schema import GroundTruth
-from ..data.sampler import seeded_generator
+from ..data.sampler import SharedEpoch, seeded_generator
 from ..data.sources import parse_spec, spec_usage
 from ..data.annotations import checked, coco_index
 
@@ -80,7 +79,7 @@ def load_detection_set(spec: str, split: str, *, bbox_format: str = "xyxy") -> D
     return _finish(coco_index(checked(truth.dataset, truth.spec)), truth)
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset(SharedEpoch, Dataset):
     """Items ``(image (3, H, W) float in [0, 1], target)`` for torchvision's R-CNNs: ``boxes``
     (N, 4) xyxy, ``labels`` (N,) in 1..C, ``masks`` (N, H, W) uint8 when asked, ``image_id``,
     and ``skipped``: the unreadable files this item stands in for.
@@ -96,35 +95,20 @@ class DetectionDataset(Dataset):
         if masks and not data.has_masks:
             raise ValueError("task segm needs masks, and this data has boxes only")
         self.data, self.train, self.masks, self.seed = data, train, masks, seed
-        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()  # seen by persistent workers
+        SharedEpoch.__init__(self)  # the flips' epoch, seen by persistent workers
         self.image_ids = [i for i in data.image_ids if data.annotations(i)] if train else list(data.image_ids)
         self.label_of = {c: k + 1 for k, c in enumerate(data.category_ids)}
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch of the flips: in shared memory, so that persistent workers see it."""
-        self._epoch.fill_(int(epoch))
-
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]] | None:
-        skipped: list[str] = []
-        for attempt in range(min(len(self), MAX_CONSECUTIVE_FAILURES) if self.train else 1):
-            j = (index + attempt) % len(self)
-            try:
-                image = decode_image(self.data.sources[self.image_ids[j]])
-            except DecodeError as e:
-                skipped.append(e.source)
-                continue
-            pixels, target = self._item(j, image)
-            return pixels, {**target, "skipped": skipped}
-        if not self.train:
+        j, image, skipped = first_readable(index, len(self), lambda j: decode_image(self.data.sources[self.image_ids[j]]),
+                                           replace=self.train)
+        if j is None:
             return None
-        raise RuntimeError(f"{len(skipped)} images in a row could not be decoded (first: {skipped[0]}); is the data folder right?")
+        pixels, target = self._item(j, image)
+        return pixels, {**target, "skipped": skipped}
 
     def _item(self, index: int, image) -> tuple[Tensor, dict[str, Tensor]]:
         image_id = self.image_ids[index]

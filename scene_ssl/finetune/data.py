@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..data.decode import DecodeError, decode_image
-from ..data.sampler import seeded_generator
-from ..data.views import MAX_CONSECUTIVE_FAILURES
+from ..data.decode import decode_image
+from ..data.sampler import SharedEpoch, seeded_generator
+from ..data.views import first_readable
 from ..transforms import ViewPipeline
 
 __all__ = ["FinetuneImages", "collate_finetune", "single_label"]
@@ -29,7 +29,7 @@ def single_label(data: datasets.Dataset, largest: bool) -> bool:
     return all(len(labels) == 1 for labels in data["labels"])
 
 
-class FinetuneImages(Dataset):
+class FinetuneImages(SharedEpoch, Dataset):
     """``{"pixels": uint8 (S, S, 3), "target", "index"}`` per image.
 
     ``train=True``: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) + horizontal flip, drawn
@@ -47,14 +47,7 @@ class FinetuneImages(Dataset):
         self.resample, self.test_resize = _RESAMPLE[interpolation], test_resize
         self.crop = ViewPipeline(size=size, scale=(0.08, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, flip_p=0.5)
         self.num_classes = len(self.rows[0]["multi_hot"]) if len(data) else 0  # (not decoding image 0)
-        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()  # seen by persistent workers
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.fill_(int(epoch))
+        SharedEpoch.__init__(self)  # the crops' epoch, seen by persistent workers
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -85,19 +78,11 @@ class FinetuneImages(Dataset):
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        skipped: list[str] = []
-        for attempt in range(min(len(self), MAX_CONSECUTIVE_FAILURES) if self.train else 1):
-            j = (index + attempt) % len(self)
-            row = self.rows[j]
-            try:
-                image = decode_image(row["image"])
-            except DecodeError as e:
-                skipped.append(e.source)
-                continue
-            return {"pixels": self._pixels(image, j), "target": self._target(row), "index": j, "skipped": skipped}
-        if not self.train:
+        j, image, skipped = first_readable(index, len(self), lambda j: decode_image(self.rows[j]["image"]),
+                                           replace=self.train)
+        if j is None:
             return {"skipped": skipped}
-        raise RuntimeError(f"{len(skipped)} images in a row could not be decoded (first: {skipped[0]})")
+        return {"pixels": self._pixels(image, j), "target": self._target(self.rows[j]), "index": j, "skipped": skipped}
 
 
 def collate_finetune(items: list[dict]) -> dict[str, Any]:
