@@ -20,43 +20,16 @@ export, into its model card as an object-detection result.
 """
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 
 from scene_ssl.config import parse_recipe_config, user_errors
 from scene_ssl.detection import load_detection_set
 from scene_ssl.detection.config import DetectionConfig
-from scene_ssl.detection.report import write_report, write_seeds_report
+from scene_ssl.detection.report import write_report
 from scene_ssl.detection.train import finetune_detector, make_detection_accelerator
-from scene_ssl.loading import load_backbone
-from scene_ssl.processes import is_main_process
-from scene_ssl.seeds import run_seeds
+from scene_ssl.transfer import run_transfer
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "detection_scenes.yaml"
-
-
-def backbones(cfg: DetectionConfig) -> dict[str, str]:
-    """name -> source: the pretrained backbone and, for comparison, random init of its architecture."""
-    sources = {"pretrained": cfg.model}
-    if cfg.compare_random and not cfg.model.startswith("random:"):
-        arch = load_backbone(cfg.model).model.pretrained_cfg.get("architecture")
-        sources["random init"] = f"random:{arch}"
-    return sources
-
-
-def run_backbones(cfg: DetectionConfig, train, val) -> dict | None:
-    """Fine-tune and evaluate each backbone of :func:`backbones`; None when a signal stopped one."""
-    rows = {}
-    for name, source in backbones(cfg).items():
-        start = time.perf_counter()
-        run = finetune_detector(cfg, source, train, val, Path(cfg.output_dir) / name.replace(" ", "_"),
-                                make_detection_accelerator(cfg))
-        if not run.finished:
-            return None
-        rows[name] = {"source": source, "metrics": run.metrics, "minutes": (time.perf_counter() - start) / 60,
-                      "images_per_s": run.images_per_s}
-    return rows
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -66,25 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
         if cfg.task == "segm" and not train.has_masks:
             raise ValueError(f"task segm needs masks and {cfg.data} has boxes only: use --task bbox")
         val = load_detection_set(cfg.data, cfg.val_split, bbox_format=cfg.bbox_format)
-        if not cfg.seeds:
-            rows = run_backbones(cfg, train, val)
-            if rows is None:
-                return {"stopped_by": "a signal"}
-            if is_main_process():
-                write_report(cfg, rows)
-            return rows
-
-        def one(seed: int, folder: Path) -> dict | None:
-            rows = run_backbones(dataclasses.replace(cfg, seed=seed, seeds=None, output_dir=str(folder)), train, val)
-            return None if rows is None else {name: {**row["metrics"], "minutes": row["minutes"],
-                                                     "images_per_s": row["images_per_s"]} for name, row in rows.items()}
-
-        summary = run_seeds(list(cfg.seeds), cfg.output_dir, one, is_main=is_main_process())
-        if summary.get("stopped"):
-            return {"stopped_by": "a signal"}
-        if is_main_process():
-            write_seeds_report(cfg, summary)
-        return summary
+        return run_transfer(cfg, lambda c, source, out: finetune_detector(c, source, train, val, out,
+                                                                          make_detection_accelerator(c)), write_report)
 
 
 if __name__ == "__main__":

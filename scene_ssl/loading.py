@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import timm
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .models import TimmBackbone
 from .train.checkpoint import find_checkpoint
 
-__all__ = ["load_backbone", "export_folder", "trained_method"]
+__all__ = ["load_backbone", "load_trunk", "export_folder", "trained_method"]
 
 
 def load_backbone(source: str) -> TimmBackbone:
@@ -52,6 +57,25 @@ def load_backbone(source: str) -> TimmBackbone:
     raise ValueError(
         f"cannot load a backbone from {source!r}: not hf-hub:, local-dir:, random:, an export folder or a training output folder"
     )
+
+
+def load_trunk(source: str, out_indices: tuple[int, ...] | None = None,
+               backbone: TimmBackbone | None = None, **timm_kwargs: Any) -> tuple[nn.Module, dict, str]:
+    """``(trunk, data_config, architecture)``: a timm ``features_only`` model holding exactly the
+    weights of ``source`` (anything :func:`scene_ssl.loading.load_backbone` takes), loaded
+    through timm's own pretrained-file path so that every architecture's renaming is timm's.
+    ``out_indices`` picks the stages (default: all); ``backbone`` is ``source`` already loaded;
+    ``timm_kwargs`` go to ``timm.create_model`` (``output_stride=8``, ``dynamic_img_size=True`` ...)."""
+    backbone = backbone or load_backbone(source)
+    arch = backbone.model.pretrained_cfg.get("architecture") or backbone.name
+    data_config = timm.data.resolve_model_data_config(backbone.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.safetensors")
+        save_file({k: v.detach().contiguous() for k, v in backbone.model.state_dict().items()}, path)
+        trunk = timm.create_model(arch, features_only=True, pretrained=True,
+                                  pretrained_cfg_overlay={"file": path, "num_classes": 0},
+                                  **({"out_indices": out_indices} if out_indices is not None else {}), **timm_kwargs)
+    return trunk, data_config, arch
 
 
 def export_folder(source: str) -> Path | None:

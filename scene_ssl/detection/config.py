@@ -2,43 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from ..config import option
+from ..schedule import schedule_iterations
 from ..data.sources import default_splits
 from ..data.workers import THREADS_HELP, check_threads
 from .data import BBOX_FORMATS
 from .model import ARCHITECTURES, BOX_HEADS, NORMS, TASKS
 
 __all__ = ["DetectionConfig", "schedule_iterations"]
-
-#: Detectron2's 1x: 90k iterations at 16 images per batch; 2x, 3x, ... are multiples
-BASE_ITERATIONS, BASE_BATCH = 90_000, 16
-
-
-def schedule_iterations(schedule: str, total_batch: int) -> int:
-    """Iterations of a schedule at ``total_batch`` images per step: ``"1x"`` = 90k at batch 16,
-    scaled inversely with the batch (the linear scaling rule keeps the images seen); a plain
-    number is that many iterations.
-
-    ``"24000@16"`` is 24k iterations at 16 images, scaled the same way (MoCo's VOC schedule).
-
-    Example:
-        >>> schedule_iterations("1x", 16), schedule_iterations("2x", 64), schedule_iterations("300", 8)
-        (90000, 45000, 300)
-        >>> schedule_iterations("24000@16", 8)
-        48000
-    """
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)x", schedule.strip())
-    if match:
-        return max(1, round(float(match.group(1)) * BASE_ITERATIONS * BASE_BATCH / total_batch))
-    match = re.fullmatch(r"(\d+)@(\d+)", schedule.strip())
-    if match:
-        return max(1, round(int(match.group(1)) * int(match.group(2)) / total_batch))
-    if schedule.strip().isdigit() and int(schedule) > 0:
-        return int(schedule)
-    raise ValueError(f"schedule must be like 1x / 2x, 24000@16 or a number of iterations, got {schedule!r}")
-
 
 @dataclasses.dataclass
 class DetectionConfig:

@@ -9,12 +9,9 @@ C4 (the MoCo / BAM protocols): the CNN up to stride 16, its last stage as the Ro
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from collections import OrderedDict
 
 import timm
-from safetensors.torch import save_file
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -23,8 +20,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from ..loading import load_backbone
-from ..models import TimmBackbone
+from ..loading import load_backbone, load_trunk
 
 __all__ = ["NORMS", "TASKS", "ARCHITECTURES", "BOX_HEADS", "TimmFPN", "TimmC4", "load_trunk", "load_c4", "build_detector"]
 
@@ -36,24 +32,6 @@ TASKS = ("bbox", "segm")
 ARCHITECTURES = ("fpn", "c4")
 #: the FPN's box head: Detectron2's standard 2 fc | DenseCL / ORL's 4 conv + 1 fc
 BOX_HEADS = ("2fc", "4conv1fc")
-
-
-def load_trunk(source: str, out_indices: tuple[int, ...] | None = None,
-               backbone: TimmBackbone | None = None) -> tuple[nn.Module, dict, str]:
-    """``(trunk, data_config, architecture)``: a timm ``features_only`` model holding exactly the
-    weights of ``source`` (anything :func:`scene_ssl.loading.load_backbone` takes), loaded
-    through timm's own pretrained-file path so that every architecture's renaming is timm's.
-    ``out_indices`` picks the stages (default: all); ``backbone`` is ``source`` already loaded."""
-    backbone = backbone or load_backbone(source)
-    arch = backbone.model.pretrained_cfg.get("architecture") or backbone.name
-    data_config = timm.data.resolve_model_data_config(backbone.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.safetensors")
-        save_file({k: v.detach().contiguous() for k, v in backbone.model.state_dict().items()}, path)
-        trunk = timm.create_model(arch, features_only=True, pretrained=True,
-                                  pretrained_cfg_overlay={"file": path, "num_classes": 0},
-                                  **({"out_indices": out_indices} if out_indices is not None else {}))
-    return trunk, data_config, arch
 
 
 class _SimplePyramid(nn.Module):

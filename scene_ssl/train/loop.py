@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from ..nonfinite import NonFiniteLossError, NonFiniteWatch
 from ..processes import check_launch
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
 from .data import TrainData, build_train_data
+from .train_log import TrainLog
 from .preemption import StopAgreement, preemption_signals
 
 __all__ = ["pretrain", "PretrainResult", "NonFiniteLossError", "make_accelerator"]
@@ -422,10 +422,7 @@ def _log(run: _Run, out: dict, bar) -> None:
 
 
 def _write_logs(run: _Run, logs: dict[str, float]) -> None:
-    run.accelerator.log(logs, step=run.state.step)
-    if run.accelerator.is_main_process:  # a plain-text log for tools without tensorboard
-        with open(Path(run.cfg.output_dir) / "train_log.jsonl", "a") as f:
-            f.write(json.dumps({"step": run.state.step, **logs}) + "\n")
+    TrainLog(run.accelerator, run.cfg.output_dir).write(logs, run.state.step)
 
 
 def _monitor(run: _Run, monitor: Monitor | None, epoch: int) -> None:

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from scene_ssl.detection import DetectionDataset, load_detection_set
-from scene_ssl.detection.config import DetectionConfig, schedule_iterations
-from scene_ssl.detection.train import lr_factor
+from scene_ssl.detection.config import DetectionConfig
+from scene_ssl.schedule import schedule_iterations, step_lr_factor as lr_factor
 
 from ..data.test_hub import write_detection_parquet
 

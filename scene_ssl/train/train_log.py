@@ -1,0 +1,26 @@
+"""One logging helper for every training loop: ``train_log.jsonl`` always, and the trackers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accelerate import Accelerator
+
+__all__ = ["TrainLog"]
+
+
+class TrainLog:
+    """Where a run's numbers go: a line of ``OUTPUT_DIR/train_log.jsonl`` (written by the main
+    process, for tools without a tracker) and the accelerator's trackers (TensorBoard, W&B,
+    MLflow ... as the run was started with; none is a no-op). ``key`` names the step count in
+    the JSONL lines (``step`` for pretraining, ``iteration`` for the transfer loops)."""
+
+    def __init__(self, accelerator: Accelerator, out_dir: str | Path, key: str = "step") -> None:
+        self.accelerator, self.path, self.key = accelerator, Path(out_dir) / "train_log.jsonl", key
+
+    def write(self, logs: dict[str, float], step: int) -> None:
+        self.accelerator.log(logs, step=step)
+        if self.accelerator.is_main_process:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps({self.key: step, **logs}) + "\n")
