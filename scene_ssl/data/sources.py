@@ -4,7 +4,8 @@ A spec is ``kind`` or ``kind:argument`` (``scenes``, ``coco:/data/coco``, ``hf:o
 ``folder:/photos``, ``wds:/shards``). Each kind says, in one entry, how to check its
 argument without loading anything, and how to read it for each use: ``load`` (a map-style
 ``datasets.Dataset`` for pretraining and probes), ``stream`` (shards read in order, for
-data beyond one disk) and ``detection`` (boxes, for detection transfer). A kind that
+data beyond one disk), ``detection`` (boxes, for detection transfer) and ``segmentation``
+(per-pixel class maps, for segmentation transfer). A kind that
 cannot serve a use leaves it ``None`` and gets a clear error there. Adding a source is its
 own file plus one entry here.
 
@@ -26,6 +27,8 @@ from urllib.parse import parse_qs
 
 import datasets
 
+from .ade20k import ade20k_segmentation, check_ade20k
+from .cityscapes import check_cityscapes, cityscapes_segmentation
 from .classification import check_torchvision, load_cub, load_indoor67, load_torchvision, torchvision_splits
 from .coco import coco_ground_truth, load_coco
 from .folder import load_folder
@@ -33,7 +36,8 @@ from .hub import hub_ground_truth, load_hf
 from .scenes import GENERATOR_VERSION, make_scenes
 from .schema import GroundTruth, cache_root
 from .stream import StreamSource, hub_stream_source, tar_source
-from .voc import load_voc, voc_folders, voc_ground_truth
+from .semantic import SegmentationSet, semantic_from_instances
+from .voc import load_voc, voc_folders, voc_ground_truth, voc_segmentation
 
 __all__ = ["DataSource", "SOURCES", "parse_spec", "spec_usage", "default_splits", "default_scenes_dir"]
 
@@ -50,6 +54,8 @@ class DataSource:
             of :func:`~scene_ssl.data.schema.features_for`.
         stream: ``stream(arg, split)`` -> :class:`~scene_ssl.data.stream.StreamSource`.
         detection: ``detection(arg, split, **options)`` -> :class:`~scene_ssl.data.schema.GroundTruth`.
+        segmentation: ``segmentation(arg, split)`` -> :class:`~scene_ssl.data.semantic.SegmentationSet`
+            (per-pixel class maps, for segmentation transfer; its splits are train / val).
         streamed: ``streamed(arg)``: whether this spec is read as a stream (``stream``) rather
             than loaded (``load``).
         splits: the default (train, evaluation) splits of probes, fine-tuning and detection,
@@ -62,6 +68,7 @@ class DataSource:
     load: Callable[[str, str, bool], datasets.Dataset] | None = None
     stream: Callable[[str, str], StreamSource] | None = None
     detection: Callable[..., GroundTruth] | None = None
+    segmentation: Callable[[str, str], SegmentationSet] | None = None
     streamed: Callable[[str], bool] = lambda arg: False
     splits: tuple[str, str] | Callable[[str], tuple[str, str]] = ("train", "val")
 
@@ -116,10 +123,12 @@ def _load_hf(arg: str, split: str, drop_unlabeled: bool) -> datasets.Dataset:
 SOURCES: dict[str, DataSource] = {s.kind: s for s in (
     DataSource("scenes", "scenes", _check_scenes,
                load=lambda arg, split, drop: load_coco(_scenes_root(), split, drop_unlabeled=drop),
-               detection=lambda arg, split, **options: coco_ground_truth(_scenes_root(), split)),
+               detection=lambda arg, split, **options: coco_ground_truth(_scenes_root(), split),
+               segmentation=lambda arg, split: semantic_from_instances(coco_ground_truth(_scenes_root(), split))),
     DataSource("coco", "coco:<path>", _folder_check("COCO folder", "coco"),
                load=lambda arg, split, drop: load_coco(arg, split, drop_unlabeled=drop),
-               detection=lambda arg, split, **options: coco_ground_truth(Path(arg).expanduser(), split)),
+               detection=lambda arg, split, **options: coco_ground_truth(Path(arg).expanduser(), split),
+               segmentation=lambda arg, split: semantic_from_instances(coco_ground_truth(Path(arg).expanduser(), split))),
     DataSource("hf", "hf:<repo id or folder>[?streaming=1]", _check_hf, load=_load_hf,
                stream=lambda arg, split: hub_stream_source(hub_arg(arg)[0], split),
                detection=lambda arg, split, **options: hub_ground_truth(hub_arg(arg)[0], split, **options),
@@ -129,13 +138,15 @@ SOURCES: dict[str, DataSource] = {s.kind: s for s in (
     DataSource("wds", "wds:<shards>", _check_wds, stream=lambda arg, split: tar_source(arg), streamed=lambda arg: True),
     DataSource("voc", "voc:<VOCdevkit>[?years=2007,2012]", lambda arg: voc_folders(arg) and None,
                load=lambda arg, split, drop: load_voc(arg, split, drop_unlabeled=drop), detection=voc_ground_truth,
-               splits=("trainval", "test")),
+               segmentation=voc_segmentation, splits=("trainval", "test")),
     DataSource("torchvision", "torchvision:<...>:<root>",  # <...>: a name of classification.TORCHVISION_SETS
                check_torchvision, load=lambda arg, split, drop: load_torchvision(arg, split), splits=torchvision_splits),
     DataSource("cub", "cub:<CUB_200_2011>", _folder_check("CUB_200_2011 folder", "cub"),
                load=lambda arg, split, drop: load_cub(arg, split), splits=("train", "test")),
     DataSource("indoor67", "indoor67:<path>", _folder_check("Indoor-67 folder", "indoor67"),
                load=lambda arg, split, drop: load_indoor67(arg, split), splits=("train", "test")),
+    DataSource("cityscapes", "cityscapes:<path>", check_cityscapes, segmentation=cityscapes_segmentation),
+    DataSource("ade20k", "ade20k:<ADEChallengeData2016>", check_ade20k, segmentation=ade20k_segmentation),
 )}
 
 

@@ -1,5 +1,5 @@
 """``voc:`` data: PASCAL VOC folders (``VOCdevkit/VOC2007``, ``VOC2012``) for pretraining,
-multi-label probes and detection.
+multi-label probes, detection and semantic segmentation.
 
 ``voc:/path/to/VOCdevkit`` takes every ``VOC<year>`` folder there (``?years=2007`` or
 ``?years=2007,2012`` picks some); a folder that itself holds ``Annotations/`` and
@@ -28,8 +28,9 @@ from urllib.parse import parse_qs
 import datasets
 
 from .schema import GroundTruth, dataset_from_columns, features_for, fingerprint_of, multi_hot
+from .semantic import SegmentationSet, PngLabels, identity_table, missing_file
 
-__all__ = ["VOC_CLASSES", "parse_voc_xml", "voc_folders", "load_voc", "voc_ground_truth", "voc_arg"]
+__all__ = ["VOC_CLASSES", "parse_voc_xml", "voc_folders", "load_voc", "voc_ground_truth", "voc_arg", "voc_segmentation"]
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
                "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -162,3 +163,31 @@ def voc_ground_truth(arg: str, split: str, **options) -> GroundTruth:
     years = sorted({year for year, _, _ in records})
     return GroundTruth({"images": images, "annotations": annotations, "categories": categories}, sources, f"voc:{arg}",
                        metric="voc", voc07=years == ["2007"])
+
+
+def voc_segmentation(arg: str, split: str) -> SegmentationSet:
+    """The images of ``ImageSets/Segmentation/<split>.txt`` of the chosen years with their
+    ``SegmentationClass`` PNGs (21 classes: background + VOC's 20; 255 on object borders,
+    ignored). For ``train``, a year with ``ImageSets/Segmentation/aug.txt`` and
+    ``SegmentationClassAug/`` (SBD's extra labels, as mmseg's VOC "aug" converter writes them)
+    adds those images too: DenseCL's / mmseg's ``voc12aug`` training set."""
+    folders, spec = voc_folders(arg), f"voc:{arg}"
+    images, labels = [], []
+    for year, folder in folders.items():
+        sets = folder / "ImageSets" / "Segmentation"
+        listed = [(sets / f"{split}.txt", "SegmentationClass")]
+        if split == "train" and (sets / "aug.txt").is_file() and (folder / "SegmentationClassAug").is_dir():
+            listed.append((sets / "aug.txt", "SegmentationClassAug"))
+        for listing, label_folder in listed:
+            if not listing.is_file():
+                continue
+            for image_id in listing.read_text().split():
+                label = folder / label_folder / f"{image_id}.png"
+                if not label.is_file():
+                    raise missing_file(label, "label file", spec)
+                images.append(str(folder / "JPEGImages" / f"{image_id}.jpg"))
+                labels.append(str(label))
+    if not images:
+        raise ValueError(f"{spec} has no segmentation split {split!r} (no ImageSets/Segmentation/{split}.txt "
+                         f"in VOC{', VOC'.join(folders)})")
+    return SegmentationSet(images, PngLabels(labels, identity_table()), ["background", *VOC_CLASSES], spec)

@@ -60,6 +60,7 @@ def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
     from scene_ssl.detection.config import DetectionConfig
     from scene_ssl.finetune import FinetuneConfig
     from scene_ssl.models import get_method, method_names
+    from scene_ssl.segmentation import SegmentationConfig
 
     root = Path(__file__).resolve().parents[2] / "recipes" / "configs"
     owners = {}
@@ -70,9 +71,9 @@ def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
                 owners[file] = spec.config
                 assert load_config(spec.config, root / file).build_views().num_views > 0
     for path in sorted(root.glob("*.yaml")):
-        cls = {"detection": DetectionConfig, "finetune": FinetuneConfig}.get(path.name.split("_")[0]) or owners.get(path.name)
+        cls = {"detection": DetectionConfig, "finetune": FinetuneConfig, "segmentation": SegmentationConfig}.get(path.name.split("_")[0]) or owners.get(path.name)
         assert cls is not None, f"{path.name} belongs to no registered method"
-        load_config(cls, path)
+        load_config(cls, path).check()
 
 
 def test_a_misspelt_yaml_key_is_named_with_its_file_not_blamed_on_another_flag(tmp_path, capsys):
