@@ -1,8 +1,9 @@
 """Losses for self-supervised learning on scene images.
 
->>> from scene_ssl.losses import MLSLoss, InfoNCELoss, ImageAwareContrastiveLoss
+>>> from scene_ssl.losses import MLSLoss, InfoNCELoss, ImageAwareContrastiveLoss, DenseContrastiveLoss
 """
 from . import functional
+from .dense_contrastive import DenseContrastiveLoss, dense_correspondence
 from .functional import mls_pseudo_labels, mls_topk
 from .image_aware_contrastive import ImageAwareContrastiveLoss
 from .info_nce import InfoNCELoss
@@ -19,4 +20,6 @@ __all__ = [
     "KNNSoftmaxLoss",
     "NegativeCosineLoss",
     "ImageAwareContrastiveLoss",
+    "DenseContrastiveLoss",
+    "dense_correspondence",
 ]

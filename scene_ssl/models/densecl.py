@@ -10,51 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import option
+from ..heads import DenseProjectionHead
+from ..losses import DenseContrastiveLoss
 from .mocov2 import Embedding, MoCoV2, MoCoV2Config
 from .queue import FeatureQueue
 from .registry import MethodSpec, register_method
 
-__all__ = ["DenseCL", "DenseCLConfig", "DenseProjectionHead", "dense_correspondence"]
-
-
-class DenseProjectionHead(nn.Module):
-    """DenseCL's dense neck: ``Conv1x1(C, hidden) - ReLU - Conv1x1(hidden, out)`` at every
-    location of a feature map (B, C, H, W) -> (B, out, H, W) (no BN, as the official neck).
-
-    Example:
-        >>> DenseProjectionHead(32, 64, 16)(torch.randn(2, 32, 3, 3)).shape
-        torch.Size([2, 16, 3, 3])
-    """
-
-    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_dim, hidden_dim, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden_dim, out_dim, 1))
-
-    def forward(self, fmap: Tensor) -> Tensor:
-        return self.net(fmap)
-
-
-@torch.no_grad()
-def dense_correspondence(q_map: Tensor, k_map: Tensor) -> Tensor:
-    """For each query location, the key location whose feature is most similar (cosine).
-
-    Args:
-        q_map: (B, C, N) features of the query view at N locations. k_map: (B, C, M), the key view's.
-
-    Returns:
-        (B, N) long: ``argmax_m cos(q_map[b, :, n], k_map[b, :, m])``. No gradient.
-
-    Example:
-        >>> q = torch.randn(1, 8, 4)
-        >>> dense_correspondence(q, q[:, :, [2, 0, 3, 1]]).tolist()  # key location m holds query location perm[m]
-        [[1, 3, 0, 2]]
-    """
-    if q_map.ndim != 3 or k_map.ndim != 3 or q_map.shape[:2] != k_map.shape[:2]:
-        raise ValueError(f"dense_correspondence expects (B, C, N) and (B, C, M) maps, got {tuple(q_map.shape)} and "
-                         f"{tuple(k_map.shape)}")
-    q = F.normalize(q_map.float(), dim=1)
-    k = F.normalize(k_map.float(), dim=1)
-    return torch.einsum("bcn,bcm->bnm", q, k).argmax(dim=2)  # (B, N)
+__all__ = ["DenseCL", "DenseCLConfig"]
 
 
 class DenseCL(MoCoV2):
@@ -62,9 +24,10 @@ class DenseCL(MoCoV2):
 
     MoCo v2 (the global branch: pooled features -> MLP -> InfoNCE against a queue) plus a
     dense branch on the backbone's last feature map: a 1x1-conv MLP
-    (:class:`DenseProjectionHead`) embeds every location; each query location's positive is
+    (:class:`~scene_ssl.heads.DenseProjectionHead`) embeds every location; each query location's positive is
     the key-view location whose *backbone* feature is most similar
-    (:func:`dense_correspondence`, no gradient); its negatives are a second queue holding the
+    (:func:`~scene_ssl.losses.dense_correspondence`, no gradient;
+    the loss is :class:`~scene_ssl.losses.DenseContrastiveLoss`); its negatives are a second queue holding the
     normalised spatial mean of each key's dense embedding. Both queues have the same size
     and are filled from the same batches after the loss, so they stay aligned.
     ``L = (1 - λ)·L_global + λ·L_dense``, L_dense averaged over all B·S² locations.
@@ -110,6 +73,7 @@ class DenseCL(MoCoV2):
         self.dense_projector = DenseProjectionHead(self.encoder.num_features, hidden_dim, dim)
         self.momentum_dense_projector = copy.deepcopy(self.dense_projector).requires_grad_(False)
         self.queue_dense = FeatureQueue(queue_size, dim)
+        self.dense_criterion = DenseContrastiveLoss(temperature)
         self.dense_weight = float(dense_weight)
 
     def _momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -126,11 +90,7 @@ class DenseCL(MoCoV2):
 
     def _losses(self, q: Embedding, k: Embedding) -> dict[str, Tensor]:
         out = super()._losses(q, k)  # the global InfoNCE
-        match = dense_correspondence(q["map"].detach(), k["map"])  # (B, N): key location of each query location
-        d = k["grid"].shape[1]
-        k_dense = k["grid"].gather(2, match.unsqueeze(1).expand(-1, d, -1))  # (B, D, N), aligned with the query's
-        loss_dense = self.criterion(q["grid"].transpose(1, 2).reshape(-1, d),  # (B·N, D), location-major per image
-                                    k_dense.transpose(1, 2).reshape(-1, d), self.queue_dense.features)
+        loss_dense = self.dense_criterion(q["grid"], k["grid"], q["map"].detach(), k["map"], self.queue_dense.features)
         out["loss"] = (1.0 - self.dense_weight) * out["loss"] + self.dense_weight * loss_dense
         out["loss_dense"] = loss_dense.detach()
         return out

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from scene_ssl.models import DenseCL, get_method, method_of
-from scene_ssl.models.densecl import dense_correspondence
 
 from ..distributed_helpers import run_distributed
 
@@ -16,20 +15,6 @@ SMALL = dict(dim=8, hidden_dim=16, queue_size=24)
 
 def views(b=3, size=64):
     return [torch.randn(b, 3, size, size), torch.randn(b, 3, size, size)]
-
-
-def test_correspondence_of_a_mirrored_map_is_the_mirrored_location():
-    torch.manual_seed(0)
-    q = torch.randn(2, 16, 3, 5)  # (B, C, H, W)
-    k = q.flip(-1)  # the key view is the query view mirrored left to right
-    match = dense_correspondence(q.flatten(2), k.flatten(2))  # (B, H*W)
-    rows, cols = torch.meshgrid(torch.arange(3), torch.arange(5), indexing="ij")
-    expected = (rows * 5 + (4 - cols)).flatten()  # (r, c) lies at (r, W - 1 - c) in the key map
-    assert torch.equal(match, expected.expand(2, -1))
-    # scaling a key feature changes no cosine: the same match
-    assert torch.equal(dense_correspondence(q.flatten(2), 3.0 * k.flatten(2)), match)
-    with pytest.raises(ValueError, match="dense_correspondence"):
-        dense_correspondence(q, k)
 
 
 def test_dense_loss_equals_a_naive_per_location_reference():
