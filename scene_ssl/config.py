@@ -39,6 +39,25 @@ def option(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def default_of(config: type, field: str) -> Any:
+    """The default ``config`` (a config dataclass) writes for ``field``: the one place a
+    hyperparameter's default lives; a method's constructor takes its defaults from here.
+
+    Example:
+        >>> from scene_ssl.models import MLSConfig
+        >>> default_of(MLSConfig, "topk"), default_of(MLSConfig, "queue_size")
+        (20, 4096)
+    """
+    spec = {f.name: f for f in dataclasses.fields(config)}.get(field)
+    if spec is None:
+        raise AttributeError(f"{config.__name__} has no field {field!r}")
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    raise ValueError(f"{config.__name__}.{field} has no default")
+
+
 def flag_name(field: str) -> str:
     """``ia_temperature`` -> ``--ia-temperature``."""
     return "--" + field.replace("_", "-")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import option
+from ..config import default_of, option
 from ..losses import ImageAwareContrastiveLoss
 from ..losses._validate import positive_float, positive_int
 from ..transforms.multiview import BlockwiseTransform, bam_view_transforms
@@ -17,88 +17,6 @@ from .registry import MethodSpec, register_method
 from .simsiam import SimSiam, SimSiamConfig
 
 __all__ = ["BAM", "BAMConfig"]
-
-
-class BAM(SimSiam):
-    """Block-wise Augmentation Module + Image-Aware Contrastive loss (Chen, HHU-JialeChen/SSL).
-
-    A SimSiam (encoder -> 3-layer projector -> predictor) fed ``2·blocks`` views per image:
-    ``batch["views"] = [t1(B1..Bn), t2(B1..Bn)]`` (see
-    :class:`scene_ssl.transforms.BlockwiseTransform`), i.e. ``n·B`` pairs, shuffled across
-    processes as SimSiam's. The image of each pair is its label for IA-CLoss.
-
-    ``L = L_sim + λ · L_ia``; ``L_sim = ½[-cos(p1, z2) - cos(p2, z1)]``;
-    ``L_ia = ½[IA(n̂(cat[p1, z2]), ids) + IA(n̂(cat[p2, z1]), ids)]``, computed over the
-    views of all processes (the paper's Eq. 1 over the whole batch; the authors' code uses
-    each GPU's shard only).
-
-    Args:
-        backbone: timm model name. blocks: 4 (1 = plain SimSiam views).
-        proj_dim / proj_hidden_dim: projector output and hidden width (2048 / 2048).
-        pred_hidden_dim: predictor bottleneck (512).
-        ia_weight: λ (4). ia_temperature: T (0.3). ia_base_temperature: T_b (0.07).
-        ia_form: ``"in"`` (authors' code) or ``"out"`` (SupCon, the paper's SUP).
-        stop_grad: detach z in both losses. ``None`` (default) follows the authors' code
-            when λ > 0 (no detach) and SimSiam when λ = 0 (detach).
-        shuffle: shuffle pairs across processes.
-
-    Example:
-        >>> import torch
-        >>> model = BAM("test_resnet", blocks=2, proj_dim=16, proj_hidden_dim=16, pred_hidden_dim=8)
-        >>> views = [torch.randn(3, 3, 32, 32) for _ in range(4)]
-        >>> sorted(model({"views": views}))
-        ['loss', 'loss_ia', 'loss_sim', 'z_std']
-    """
-
-    def __init__(
-        self,
-        backbone: str = "resnet50",
-        *,
-        blocks: int = 4,
-        proj_dim: int = 2048,
-        proj_hidden_dim: int = 2048,
-        pred_hidden_dim: int = 512,
-        ia_weight: float = 4.0,
-        ia_temperature: float = 0.3,
-        ia_base_temperature: float = 0.07,
-        ia_form: str = "in",
-        stop_grad: bool | None = None,
-        shuffle: bool = True,
-        pretrained: bool = False,
-        backbone_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        positive_int("blocks", blocks)
-        positive_float("ia_temperature", ia_temperature)  # named as the method's argument, not the loss's
-        positive_float("ia_base_temperature", ia_base_temperature)
-        if ia_form not in ("in", "out"):
-            raise ValueError(f"ia_form must be 'in' or 'out', got {ia_form!r}")
-        if ia_weight < 0:
-            raise ValueError(f"ia_weight must be >= 0, got {ia_weight}")
-        super().__init__(backbone, proj_dim=proj_dim, proj_hidden_dim=proj_hidden_dim, pred_hidden_dim=pred_hidden_dim,
-                         shuffle=shuffle, pretrained=pretrained, backbone_kwargs=backbone_kwargs)
-        self.ia_criterion = ImageAwareContrastiveLoss(ia_temperature, ia_base_temperature, ia_form)
-        self.blocks = blocks
-        self.num_views = 2 * blocks
-        self.ia_weight = float(ia_weight)
-        self.stop_grad = (self.ia_weight == 0) if stop_grad is None else bool(stop_grad)
-
-    def _pairs(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """(x1, x2, image id of each pair), each (n·B, ...), block-major."""
-        b = views[0].shape[0]
-        rank, _ = rank_and_world_size()
-        x1, x2 = stack_pairs(views, self.blocks)
-        return x1, x2, (torch.arange(b, device=x1.device) + rank * b).repeat(self.blocks)
-
-    def _losses(self, p1: Tensor, p2: Tensor, t1: Tensor, t2: Tensor, ids: Tensor) -> dict[str, Tensor]:
-        out = super()._losses(p1, p2, t1, t2, ids)
-        if self.ia_weight > 0:
-            ids2 = gather_no_grad(torch.cat([ids, ids]))
-            f1 = gather_with_grad(torch.cat([p1, t2]))  # (2·n·B·W, D)
-            f2 = gather_with_grad(torch.cat([p2, t1]))
-            loss_ia = 0.5 * (self.ia_criterion(f1, ids2) + self.ia_criterion(f2, ids2))
-            out["loss"] = out["loss"] + self.ia_weight * loss_ia
-            out["loss_ia"] = loss_ia.detach()
-        return out
 
 
 @dataclasses.dataclass
@@ -131,6 +49,81 @@ class BAMConfig(SimSiamConfig):
     def build_views(self) -> BlockwiseTransform:
         t1, t2 = bam_view_transforms(self.image_size, scale=(self.crop_scale_min, 1.0), hue_mode=self.hue_mode)
         return BlockwiseTransform(t1, t2, overlap=self.overlap, blocks=self.blocks)
+
+
+class BAM(SimSiam):
+    """Block-wise Augmentation Module + Image-Aware Contrastive loss (Chen, HHU-JialeChen/SSL).
+
+    A SimSiam (encoder -> 3-layer projector -> predictor) fed ``2·blocks`` views per image:
+    ``batch["views"] = [t1(B1..Bn), t2(B1..Bn)]`` (see
+    :class:`scene_ssl.transforms.BlockwiseTransform`), i.e. ``n·B`` pairs, shuffled across
+    processes as SimSiam's. The image of each pair is its label for IA-CLoss.
+
+    ``L = L_sim + λ · L_ia``; ``L_sim = ½[-cos(p1, z2) - cos(p2, z1)]``;
+    ``L_ia = ½[IA(n̂(cat[p1, z2]), ids) + IA(n̂(cat[p2, z1]), ids)]``, computed over the
+    views of all processes (the paper's Eq. 1 over the whole batch; the authors' code uses
+    each GPU's shard only).
+
+    Args (defaults: :class:`BAMConfig`'s, written there only):
+        backbone: timm model name. blocks: blocks per image (1 = plain SimSiam views).
+        ia_weight: λ. ia_temperature: T. ia_base_temperature: T_b.
+        ia_form: ``"in"`` (authors' code) or ``"out"`` (SupCon, the paper's SUP).
+        stop_grad: detach z in both losses. ``None`` (default) follows the authors' code
+            when λ > 0 (no detach) and SimSiam when λ = 0 (detach).
+        simsiam_kwargs: proj_dim / proj_hidden_dim / pred_hidden_dim / shuffle / pretrained /
+            backbone_kwargs, as :class:`SimSiam`.
+
+    Example:
+        >>> import torch
+        >>> model = BAM("test_resnet", blocks=2, proj_dim=16, proj_hidden_dim=16, pred_hidden_dim=8)
+        >>> views = [torch.randn(3, 3, 32, 32) for _ in range(4)]
+        >>> sorted(model({"views": views}))
+        ['loss', 'loss_ia', 'loss_sim', 'z_std']
+    """
+
+    def __init__(  # defaults: BAMConfig's; the heads' and shuffle are SimSiam's, forwarded
+        self,
+        backbone: str = default_of(BAMConfig, "backbone"),
+        *,
+        blocks: int = default_of(BAMConfig, "blocks"),
+        ia_weight: float = default_of(BAMConfig, "ia_weight"),
+        ia_temperature: float = default_of(BAMConfig, "ia_temperature"),
+        ia_base_temperature: float = default_of(BAMConfig, "ia_base_temperature"),
+        ia_form: str = default_of(BAMConfig, "ia_form"),
+        stop_grad: bool | None = default_of(BAMConfig, "stop_grad"),
+        **simsiam_kwargs: Any,
+    ) -> None:
+        positive_int("blocks", blocks)
+        positive_float("ia_temperature", ia_temperature)  # named as the method's argument, not the loss's
+        positive_float("ia_base_temperature", ia_base_temperature)
+        if ia_form not in ("in", "out"):
+            raise ValueError(f"ia_form must be 'in' or 'out', got {ia_form!r}")
+        if ia_weight < 0:
+            raise ValueError(f"ia_weight must be >= 0, got {ia_weight}")
+        super().__init__(backbone, **simsiam_kwargs)
+        self.ia_criterion = ImageAwareContrastiveLoss(ia_temperature, ia_base_temperature, ia_form)
+        self.blocks = blocks
+        self.num_views = 2 * blocks
+        self.ia_weight = float(ia_weight)
+        self.stop_grad = (self.ia_weight == 0) if stop_grad is None else bool(stop_grad)
+
+    def _pairs(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(x1, x2, image id of each pair), each (n·B, ...), block-major."""
+        b = views[0].shape[0]
+        rank, _ = rank_and_world_size()
+        x1, x2 = stack_pairs(views, self.blocks)
+        return x1, x2, (torch.arange(b, device=x1.device) + rank * b).repeat(self.blocks)
+
+    def _losses(self, p1: Tensor, p2: Tensor, t1: Tensor, t2: Tensor, ids: Tensor) -> dict[str, Tensor]:
+        out = super()._losses(p1, p2, t1, t2, ids)
+        if self.ia_weight > 0:
+            ids2 = gather_no_grad(torch.cat([ids, ids]))
+            f1 = gather_with_grad(torch.cat([p1, t2]))  # (2·n·B·W, D)
+            f2 = gather_with_grad(torch.cat([p2, t1]))
+            loss_ia = 0.5 * (self.ia_criterion(f1, ids2) + self.ia_criterion(f2, ids2))
+            out["loss"] = out["loss"] + self.ia_weight * loss_ia
+            out["loss_ia"] = loss_ia.detach()
+        return out
 
 
 register_method(MethodSpec(

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import option
+from ..config import default_of, option
 from ..heads import DenseProjectionHead
 from ..losses import DenseContrastiveLoss
 from .mocov2 import Embedding, MoCoV2, MoCoV2Config
@@ -17,6 +17,22 @@ from .queue import FeatureQueue
 from .registry import MethodSpec, register_method
 
 __all__ = ["DenseCL", "DenseCLConfig"]
+
+
+@dataclasses.dataclass
+class DenseCLConfig(MoCoV2Config):
+    """DenseCL; defaults: the official COCO config (``configs/selfsup/densecl/densecl_coco_800ep.py``:
+    ResNet-50, 800 epochs, batch 256, lr 0.3, cosine, wd 1e-4, K 65536, m 0.999, T 0.2, λ 0.5,
+    MoCo v2 views). The ImageNet config (``densecl_imagenet_200ep.py``) differs only in 200
+    epochs and lr 0.03. Their λ warm-up hook is in the code but in no config: not used here either."""
+
+    output_dir: str = option("outputs/densecl", "where checkpoints, logs, the export and config.yaml go")
+    epochs: int = option(800, "length of the run in epochs")
+    base_lr: float = option(0.3, "learning rate per 256 images: lr = base_lr x total batch / 256")
+    dense_weight: float = option(0.5, "λ: L = (1 - λ) L_global + λ L_dense")
+
+    def build_method(self) -> DenseCL:
+        return DenseCL(self.backbone, **self.queue_kwargs(), dense_weight=self.dense_weight)
 
 
 class DenseCL(MoCoV2):
@@ -35,12 +51,12 @@ class DenseCL(MoCoV2):
     ViTs work too: their patch tokens on the grid are the dense map, the class token (the
     timm model's pooling) the global feature.
 
-    Args:
+    Args (defaults: :class:`DenseCLConfig`'s, written there only):
         backbone: timm model name.
-        dim: embedding size of both branches (128). hidden_dim: MLP / 1x1-conv width (2048).
-        queue_size: K of both queues (65536). momentum: m (0.999). temperature: T (0.2).
-        dense_weight: λ (0.5).
-        momentum_schedule / shuffle_bn / bn_splits / pretrained / backbone_kwargs: as :class:`MoCoV2`.
+        dim: embedding size of both branches. hidden_dim: MLP / 1x1-conv width.
+        queue_size: K of both queues. temperature: T. dense_weight: λ.
+        moco_kwargs: momentum / momentum_schedule / shuffle_bn / bn_splits / pretrained /
+            backbone_kwargs, as :class:`MoCoV2`.
 
     Example:
         >>> model = DenseCL("test_resnet", dim=16, hidden_dim=32, queue_size=64)
@@ -49,27 +65,21 @@ class DenseCL(MoCoV2):
         (['loss', 'loss_dense', 'loss_nce'], True)
     """
 
-    def __init__(
+    def __init__(  # defaults: DenseCLConfig's; shuffle_bn, bn_splits, the schedule ... are MoCoV2's, forwarded
         self,
-        backbone: str = "resnet50",
+        backbone: str = default_of(DenseCLConfig, "backbone"),
         *,
-        dim: int = 128,
-        hidden_dim: int = 2048,
-        queue_size: int = 65536,
-        momentum: float = 0.999,
-        momentum_schedule: str = "constant",
-        temperature: float = 0.2,
-        dense_weight: float = 0.5,
-        shuffle_bn: bool = True,
-        bn_splits: int = 1,
-        pretrained: bool = False,
-        backbone_kwargs: dict[str, Any] | None = None,
+        dim: int = default_of(DenseCLConfig, "dim"),
+        hidden_dim: int = default_of(DenseCLConfig, "hidden_dim"),
+        queue_size: int = default_of(DenseCLConfig, "queue_size"),
+        temperature: float = default_of(DenseCLConfig, "temperature"),
+        dense_weight: float = default_of(DenseCLConfig, "dense_weight"),
+        **moco_kwargs: Any,
     ) -> None:
         if not 0.0 <= dense_weight <= 1.0:
             raise ValueError(f"dense_weight must be in [0, 1], got {dense_weight}")
-        super().__init__(backbone, dim=dim, hidden_dim=hidden_dim, queue_size=queue_size, momentum=momentum,
-                         momentum_schedule=momentum_schedule, temperature=temperature, shuffle_bn=shuffle_bn,
-                         bn_splits=bn_splits, pretrained=pretrained, backbone_kwargs=backbone_kwargs)
+        super().__init__(backbone, dim=dim, hidden_dim=hidden_dim, queue_size=queue_size, temperature=temperature,
+                         **moco_kwargs)
         self.dense_projector = DenseProjectionHead(self.encoder.num_features, hidden_dim, dim)
         self.momentum_dense_projector = copy.deepcopy(self.dense_projector).requires_grad_(False)
         self.queue_dense = FeatureQueue(queue_size, dim)
@@ -100,22 +110,6 @@ class DenseCL(MoCoV2):
         # Same batch, same rows, same pointer arithmetic: the two queues stay aligned.
         super()._enqueue(k, index)
         self.queue_dense.enqueue(F.normalize(k["grid"].float().mean(dim=2), dim=1), index)  # (B, D)
-
-
-@dataclasses.dataclass
-class DenseCLConfig(MoCoV2Config):
-    """DenseCL; defaults: the official COCO config (``configs/selfsup/densecl/densecl_coco_800ep.py``:
-    ResNet-50, 800 epochs, batch 256, lr 0.3, cosine, wd 1e-4, K 65536, m 0.999, T 0.2, λ 0.5,
-    MoCo v2 views). The ImageNet config (``densecl_imagenet_200ep.py``) differs only in 200
-    epochs and lr 0.03. Their λ warm-up hook is in the code but in no config: not used here either."""
-
-    output_dir: str = option("outputs/densecl", "where checkpoints, logs, the export and config.yaml go")
-    epochs: int = option(800, "length of the run in epochs")
-    base_lr: float = option(0.3, "learning rate per 256 images: lr = base_lr x total batch / 256")
-    dense_weight: float = option(0.5, "λ: L = (1 - λ) L_global + λ L_dense")
-
-    def build_method(self) -> DenseCL:
-        return DenseCL(self.backbone, **self.queue_kwargs(), dense_weight=self.dense_weight)
 
 
 register_method(MethodSpec(

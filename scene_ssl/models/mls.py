@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import option
+from ..config import default_of, option
 from ..losses import KNNSoftmaxLoss, MLSLoss, mls_topk
 from .diagnostics import pseudo_label_precision
 from .method import StepContext
@@ -20,6 +20,29 @@ __all__ = ["MLS", "MLSConfig", "LOSS_FORMS", "DICTIONARIES"]
 
 LOSS_FORMS = ("bce", "bce_pos", "knn_softmax")
 DICTIONARIES = ("both", "g", "z")
+
+
+@dataclasses.dataclass
+class MLSConfig(MoCoV2Config):
+    """MLS (MoCo v2 + two queues + BCE; the paper's COCO run). ``mls_weight: 0`` trains plain MoCo v2."""
+
+    output_dir: str = option("outputs/mls", "where checkpoints, logs, the export and config.yaml go")
+    base_lr: float = option(0.3, "learning rate per 256 images: lr = base_lr x total batch / 256")
+    queue_size: int = option(4096, "D: entries in each queue (the paper: 4096)")
+    dim: int = option(256, "d_z: size of the MLP embedding")
+    ema_momentum: float = option(0.995, "m of the momentum encoder")
+    temperature: float = option(0.2, "τ of InfoNCE and of the BCE")
+    topk: int = option(20, "k: pseudo-positives per query")
+    mls_weight: float = option(0.5, "λ of the BCE loss (0: plain MoCo v2)")
+    loss_form: str = option("bce", "bce (the paper) | bce_pos | knn_softmax (supp. ablations)")
+    dictionary: str = option("both", "both (labels from Q_g, logits from Q_z: MLS) | g | z (single-dictionary variants, Table 7)")
+    mls_warmup_epochs: float = option(0.0, "InfoNCE alone for this many epochs before the BCE joins (paper §3.3)")
+
+    def build_method(self) -> MoCoV2:
+        if self.mls_weight == 0:  # no BCE: MoCo v2 itself (its export and card say so)
+            return MoCoV2(self.backbone, **self.queue_kwargs())
+        return MLS(self.backbone, **self.queue_kwargs(), topk=self.topk, mls_weight=self.mls_weight,
+                   warmup_epochs=self.mls_warmup_epochs, loss_form=self.loss_form, dictionary=self.dictionary)
 
 
 class MLS(MoCoV2):
@@ -39,11 +62,10 @@ class MLS(MoCoV2):
     a warm-up of InfoNCE alone (the paper's remedy, §3.3: ``warmup_epochs``; during it
     :meth:`begin_step` sets ``self.mls_active = False``) avoids that start.
 
-    Args:
+    Args (defaults: :class:`MLSConfig`'s, written there only):
         backbone: timm model name.
-        dim: d_z (256). hidden_dim: MLP width (2048). queue_size: D (4096).
-        momentum: 0.995. temperature: τ, shared by InfoNCE and the BCE (0.2).
-        topk: k (20). mls_weight: λ (0.5).
+        dim: d_z. queue_size: D. momentum: m. temperature: τ, shared by InfoNCE and the BCE.
+        topk: k. mls_weight: λ.
         warmup_epochs: InfoNCE alone for this many epochs first (0: the BCE from the start).
         loss_form: ``"bce"`` (the paper), ``"bce_pos"`` (no negative terms, supp. Eq. 15)
             or ``"knn_softmax"`` (supp. Eq. 10).
@@ -51,7 +73,8 @@ class MLS(MoCoV2):
             from Q_g, logits from Q_z (MLS itself); ``"g"`` = labels and logits from Q_g
             (the logits ĝ_q·Q̂_gᵀ then train the backbone directly); ``"z"`` = labels and
             logits from Q_z.
-        momentum_schedule / shuffle_bn / bn_splits / pretrained / backbone_kwargs: as :class:`MoCoV2`.
+        moco_kwargs: hidden_dim / momentum_schedule / shuffle_bn / bn_splits / pretrained /
+            backbone_kwargs, as :class:`MoCoV2`.
 
     Example:
         >>> import torch
@@ -69,25 +92,20 @@ class MLS(MoCoV2):
         ['pl_chance', 'pl_precision']
     """
 
-    def __init__(
+    def __init__(  # defaults: MLSConfig's; the rest (hidden_dim, shuffle_bn ...) are MoCoV2's, forwarded
         self,
-        backbone: str = "resnet50",
+        backbone: str = default_of(MLSConfig, "backbone"),
         *,
-        dim: int = 256,
-        hidden_dim: int = 2048,
-        queue_size: int = 4096,
-        momentum: float = 0.995,
-        momentum_schedule: str = "constant",
-        temperature: float = 0.2,
-        topk: int = 20,
-        mls_weight: float = 0.5,
-        warmup_epochs: float = 0.0,
-        loss_form: str = "bce",
-        dictionary: str = "both",
-        shuffle_bn: bool = True,
-        bn_splits: int = 1,
-        pretrained: bool = False,
-        backbone_kwargs: dict[str, Any] | None = None,
+        dim: int = default_of(MLSConfig, "dim"),
+        queue_size: int = default_of(MLSConfig, "queue_size"),
+        momentum: float = default_of(MLSConfig, "ema_momentum"),
+        temperature: float = default_of(MLSConfig, "temperature"),
+        topk: int = default_of(MLSConfig, "topk"),
+        mls_weight: float = default_of(MLSConfig, "mls_weight"),
+        warmup_epochs: float = default_of(MLSConfig, "mls_warmup_epochs"),
+        loss_form: str = default_of(MLSConfig, "loss_form"),
+        dictionary: str = default_of(MLSConfig, "dictionary"),
+        **moco_kwargs: Any,
     ) -> None:
         if loss_form not in LOSS_FORMS:
             raise ValueError(f"loss_form must be one of {LOSS_FORMS}, got {loss_form!r}")
@@ -99,19 +117,8 @@ class MLS(MoCoV2):
             raise ValueError(f"mls_weight must be >= 0, got {mls_weight}")
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
-        super().__init__(
-            backbone,
-            dim=dim,
-            hidden_dim=hidden_dim,
-            queue_size=queue_size,
-            momentum=momentum,
-            momentum_schedule=momentum_schedule,
-            temperature=temperature,
-            shuffle_bn=shuffle_bn,
-            bn_splits=bn_splits,
-            pretrained=pretrained,
-            backbone_kwargs=backbone_kwargs,
-        )
+        super().__init__(backbone, dim=dim, queue_size=queue_size, momentum=momentum, temperature=temperature,
+                         **moco_kwargs)
         self.queue_g = FeatureQueue(queue_size, self.encoder.num_features)
         if loss_form == "knn_softmax":
             self.mls_criterion = KNNSoftmaxLoss(temperature, topk)
@@ -164,29 +171,6 @@ class MLS(MoCoV2):
         # Same batch, same number of rows, same pointer arithmetic: Q_g and Q_z stay aligned.
         self.queue_g.enqueue(F.normalize(k["g"].float(), dim=1), index)
         super()._enqueue(k, index)
-
-
-@dataclasses.dataclass
-class MLSConfig(MoCoV2Config):
-    """MLS (MoCo v2 + two queues + BCE; the paper's COCO run). ``mls_weight: 0`` trains plain MoCo v2."""
-
-    output_dir: str = option("outputs/mls", "where checkpoints, logs, the export and config.yaml go")
-    base_lr: float = option(0.3, "learning rate per 256 images: lr = base_lr x total batch / 256")
-    queue_size: int = option(4096, "D: entries in each queue (the paper: 4096)")
-    dim: int = option(256, "d_z: size of the MLP embedding")
-    ema_momentum: float = option(0.995, "m of the momentum encoder")
-    temperature: float = option(0.2, "τ of InfoNCE and of the BCE")
-    topk: int = option(20, "k: pseudo-positives per query")
-    mls_weight: float = option(0.5, "λ of the BCE loss (0: plain MoCo v2)")
-    loss_form: str = option("bce", "bce (the paper) | bce_pos | knn_softmax (supp. ablations)")
-    dictionary: str = option("both", "both (labels from Q_g, logits from Q_z: MLS) | g | z (single-dictionary variants, Table 7)")
-    mls_warmup_epochs: float = option(0.0, "InfoNCE alone for this many epochs before the BCE joins (paper §3.3)")
-
-    def build_method(self) -> MoCoV2:
-        if self.mls_weight == 0:  # no BCE: MoCo v2 itself (its export and card say so)
-            return MoCoV2(self.backbone, **self.queue_kwargs())
-        return MLS(self.backbone, **self.queue_kwargs(), topk=self.topk, mls_weight=self.mls_weight,
-                   warmup_epochs=self.mls_warmup_epochs, loss_form=self.loss_form, dictionary=self.dictionary)
 
 
 register_method(MethodSpec(

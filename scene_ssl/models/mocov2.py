@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import option
+from ..config import default_of, option
 from ..heads import MoCoV2ProjectionHead
 from ..losses import InfoNCELoss
 from ..losses._validate import positive_int
@@ -33,6 +33,33 @@ MOMENTUM_SCHEDULES = ("constant", "cosine")
 Embedding = dict[str, Tensor]
 
 
+@dataclasses.dataclass
+class MoCoV2Config(PretrainConfig):
+    """MoCo v2 (facebookresearch/moco defaults: ResNet-50, 200 epochs, lr 0.03 per 256)."""
+
+    output_dir: str = option("outputs/mocov2", "where checkpoints, logs, the export and config.yaml go")
+    queue_size: int = option(65536, "K: entries in the queue of negatives")
+    dim: int = option(128, "size of the MLP embedding")
+    hidden_dim: int = option(2048, "width of the MLP head")
+    ema_momentum: float = option(0.999, "m of the momentum encoder")
+    ema_schedule: str = option("constant", "constant | cosine (m -> 1, as BYOL)")
+    temperature: float = option(0.2, "τ of InfoNCE")
+    shuffle_bn: bool = option(True, "MoCo's shuffle-BN: keys normalised with other images than their queries")
+    bn_splits: int = option(1, "BN groups per process (queries and shuffled keys): shuffle-BN on a single device")
+
+    def queue_kwargs(self) -> dict[str, Any]:
+        """The MoCo-family constructor arguments (shared by MLS and DenseCL)."""
+        return dict(dim=self.dim, hidden_dim=self.hidden_dim, queue_size=self.queue_size, momentum=self.ema_momentum,
+                    momentum_schedule=self.ema_schedule, temperature=self.temperature, shuffle_bn=self.shuffle_bn,
+                    bn_splits=self.bn_splits, pretrained=self.pretrained)
+
+    def build_method(self) -> MoCoV2:
+        return MoCoV2(self.backbone, **self.queue_kwargs())
+
+    def build_views(self) -> MoCoV2Transform:
+        return MoCoV2Transform(size=self.image_size, scale=(self.crop_scale_min, 1.0), hue_mode=self.hue_mode)
+
+
 class MoCoV2(nn.Module):
     """MoCo v2 (Chen et al., 2020) on any timm backbone.
 
@@ -52,10 +79,10 @@ class MoCoV2(nn.Module):
     Subclasses (MLS, DenseCL) change what a branch computes (:meth:`_embed`), the losses,
     the diagnostics and what is enqueued; shuffle-BN and the momentum update serve them all.
 
-    Args:
+    Args (defaults: :class:`MoCoV2Config`'s, written there only):
         backbone: timm model name.
-        dim: embedding size (128). hidden_dim: MLP width (2048).
-        queue_size: K (65536). momentum: m (0.999). temperature: T (0.2).
+        dim: embedding size. hidden_dim: MLP width.
+        queue_size: K. momentum: m. temperature: T.
         momentum_schedule: ``"constant"`` (MoCo) or ``"cosine"`` (m -> 1 over the run, as
             BYOL); :meth:`begin_step` sets ``self.momentum`` from it.
         shuffle_bn: shuffle the key batch across processes (MoCo's shuffle-BN), so that a
@@ -76,19 +103,19 @@ class MoCoV2(nn.Module):
 
     num_views = 2
 
-    def __init__(
+    def __init__(  # defaults: MoCoV2Config's, the one place they are written
         self,
-        backbone: str = "resnet50",
+        backbone: str = default_of(MoCoV2Config, "backbone"),
         *,
-        dim: int = 128,
-        hidden_dim: int = 2048,
-        queue_size: int = 65536,
-        momentum: float = 0.999,
-        momentum_schedule: str = "constant",
-        temperature: float = 0.2,
-        shuffle_bn: bool = True,
-        bn_splits: int = 1,
-        pretrained: bool = False,
+        dim: int = default_of(MoCoV2Config, "dim"),
+        hidden_dim: int = default_of(MoCoV2Config, "hidden_dim"),
+        queue_size: int = default_of(MoCoV2Config, "queue_size"),
+        momentum: float = default_of(MoCoV2Config, "ema_momentum"),
+        momentum_schedule: str = default_of(MoCoV2Config, "ema_schedule"),
+        temperature: float = default_of(MoCoV2Config, "temperature"),
+        shuffle_bn: bool = default_of(MoCoV2Config, "shuffle_bn"),
+        bn_splits: int = default_of(MoCoV2Config, "bn_splits"),
+        pretrained: bool = default_of(MoCoV2Config, "pretrained"),
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -185,33 +212,6 @@ class MoCoV2(nn.Module):
             out.update(self._diagnostics(q, k, index, label_table))
         self._enqueue(k, index)  # after the loss: a query's own key is never a negative
         return out
-
-
-@dataclasses.dataclass
-class MoCoV2Config(PretrainConfig):
-    """MoCo v2 (facebookresearch/moco defaults: ResNet-50, 200 epochs, lr 0.03 per 256)."""
-
-    output_dir: str = option("outputs/mocov2", "where checkpoints, logs, the export and config.yaml go")
-    queue_size: int = option(65536, "K: entries in the queue of negatives")
-    dim: int = option(128, "size of the MLP embedding")
-    hidden_dim: int = option(2048, "width of the MLP head")
-    ema_momentum: float = option(0.999, "m of the momentum encoder")
-    ema_schedule: str = option("constant", "constant | cosine (m -> 1, as BYOL)")
-    temperature: float = option(0.2, "τ of InfoNCE")
-    shuffle_bn: bool = option(True, "MoCo's shuffle-BN: keys normalised with other images than their queries")
-    bn_splits: int = option(1, "BN groups per process (queries and shuffled keys): shuffle-BN on a single device")
-
-    def queue_kwargs(self) -> dict[str, Any]:
-        """The MoCo-family constructor arguments (shared by MLS and DenseCL)."""
-        return dict(dim=self.dim, hidden_dim=self.hidden_dim, queue_size=self.queue_size, momentum=self.ema_momentum,
-                    momentum_schedule=self.ema_schedule, temperature=self.temperature, shuffle_bn=self.shuffle_bn,
-                    bn_splits=self.bn_splits, pretrained=self.pretrained)
-
-    def build_method(self) -> MoCoV2:
-        return MoCoV2(self.backbone, **self.queue_kwargs())
-
-    def build_views(self) -> MoCoV2Transform:
-        return MoCoV2Transform(size=self.image_size, scale=(self.crop_scale_min, 1.0), hue_mode=self.hue_mode)
 
 
 register_method(MethodSpec(

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import option
+from ..config import default_of, option
 from ..heads import SimSiamPredictionHead, SimSiamProjectionHead
 from ..losses import NegativeCosineLoss
 from ..transforms.multiview import BlockwiseTransform, bam_view_transforms
@@ -22,6 +22,33 @@ from .registry import MethodSpec, register_method
 __all__ = ["SimSiam", "SimSiamConfig"]
 
 
+@dataclasses.dataclass
+class SimSiamConfig(PretrainConfig):
+    """SimSiam on two views of the whole image.
+
+    The views are the BAM authors' two asymmetric pipelines (their SimSiam baseline), so
+    that SimSiam and BAM differ only in the blocks and the IA-CLoss."""
+
+    output_dir: str = option("outputs/simsiam", "where checkpoints, logs, the export and config.yaml go")
+    base_lr: float = option(0.05, "learning rate per 256 images: lr = base_lr x total batch / 256")
+    proj_dim: int = option(2048, "projector output size")
+    proj_hidden_dim: int = option(2048, "projector width")
+    pred_hidden_dim: int = option(512, "predictor bottleneck")
+    shuffle: bool = option(True, "shuffle the pairs across processes (a shuffle-BN)")
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """The SimSiam-family constructor arguments (shared with BAM)."""
+        return dict(proj_dim=self.proj_dim, proj_hidden_dim=self.proj_hidden_dim, pred_hidden_dim=self.pred_hidden_dim,
+                    shuffle=self.shuffle, pretrained=self.pretrained)
+
+    def build_method(self) -> nn.Module:
+        return SimSiam(self.backbone, **self.head_kwargs())
+
+    def build_views(self) -> BlockwiseTransform:
+        t1, t2 = bam_view_transforms(self.image_size, scale=(self.crop_scale_min, 1.0), hue_mode=self.hue_mode)
+        return BlockwiseTransform(t1, t2, blocks=1)
+
+
 class SimSiam(nn.Module):
     """SimSiam (Chen & He, CVPR 2021) on any timm backbone.
 
@@ -32,10 +59,10 @@ class SimSiam(nn.Module):
     ``loss_sim`` and ``z_std`` (the collapse monitor: about 1/sqrt(d) when healthy, 0 when
     collapsed). :class:`~scene_ssl.models.BAM` extends it with blocks and IA-CLoss.
 
-    Args:
+    Args (defaults: :class:`SimSiamConfig`'s, written there only):
         backbone: timm model name.
-        proj_dim / proj_hidden_dim: projector output and hidden width (2048 / 2048).
-        pred_hidden_dim: predictor bottleneck (512).
+        proj_dim / proj_hidden_dim: projector output and hidden width.
+        pred_hidden_dim: predictor bottleneck.
         shuffle: shuffle pairs across processes.
         pretrained / backbone_kwargs: passed to :class:`TimmBackbone`.
 
@@ -52,15 +79,15 @@ class SimSiam(nn.Module):
 
     num_views = 2
 
-    def __init__(
+    def __init__(  # defaults: SimSiamConfig's, the one place they are written
         self,
-        backbone: str = "resnet50",
+        backbone: str = default_of(SimSiamConfig, "backbone"),
         *,
-        proj_dim: int = 2048,
-        proj_hidden_dim: int = 2048,
-        pred_hidden_dim: int = 512,
-        shuffle: bool = True,
-        pretrained: bool = False,
+        proj_dim: int = default_of(SimSiamConfig, "proj_dim"),
+        proj_hidden_dim: int = default_of(SimSiamConfig, "proj_hidden_dim"),
+        pred_hidden_dim: int = default_of(SimSiamConfig, "pred_hidden_dim"),
+        shuffle: bool = default_of(SimSiamConfig, "shuffle"),
+        pretrained: bool = default_of(SimSiamConfig, "pretrained"),
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -107,33 +134,6 @@ class SimSiam(nn.Module):
         with torch.no_grad():  # the collapse monitor
             out["z_std"] = F.normalize(z1.float(), dim=1).std(dim=0).mean()
         return out
-
-
-@dataclasses.dataclass
-class SimSiamConfig(PretrainConfig):
-    """SimSiam on two views of the whole image.
-
-    The views are the BAM authors' two asymmetric pipelines (their SimSiam baseline), so
-    that SimSiam and BAM differ only in the blocks and the IA-CLoss."""
-
-    output_dir: str = option("outputs/simsiam", "where checkpoints, logs, the export and config.yaml go")
-    base_lr: float = option(0.05, "learning rate per 256 images: lr = base_lr x total batch / 256")
-    proj_dim: int = option(2048, "projector output size")
-    proj_hidden_dim: int = option(2048, "projector width")
-    pred_hidden_dim: int = option(512, "predictor bottleneck")
-    shuffle: bool = option(True, "shuffle the pairs across processes (a shuffle-BN)")
-
-    def head_kwargs(self) -> dict[str, Any]:
-        """The SimSiam-family constructor arguments (shared with BAM)."""
-        return dict(proj_dim=self.proj_dim, proj_hidden_dim=self.proj_hidden_dim, pred_hidden_dim=self.pred_hidden_dim,
-                    shuffle=self.shuffle, pretrained=self.pretrained)
-
-    def build_method(self) -> nn.Module:
-        return SimSiam(self.backbone, **self.head_kwargs())
-
-    def build_views(self) -> BlockwiseTransform:
-        t1, t2 = bam_view_transforms(self.image_size, scale=(self.crop_scale_min, 1.0), hue_mode=self.hue_mode)
-        return BlockwiseTransform(t1, t2, blocks=1)
 
 
 register_method(MethodSpec(
