@@ -3,7 +3,8 @@
 The launcher (``accelerate launch``, ``torchrun``, SLURM through them) says it in the
 environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``), before any process group exists and
 after it is gone (an export or a probe after ``end_training``), so these read that; inside a
-run ``accelerator.process_index`` agrees with them. :func:`check_launch` refuses a launch
+run ``accelerator.process_index`` agrees with them (use these). :func:`rank_and_world_size`
+asks the running process group instead, for collectives. :func:`check_launch` refuses a launch
 whose processes could not join one group, which would otherwise run as N independent
 copies writing one output folder.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["process_index", "is_main_process", "is_local_main_process", "launched_processes", "check_launch"]
+__all__ = ["process_index", "is_main_process", "is_local_main_process", "launched_processes", "rank_and_world_size",
+           "check_launch"]
 
 
 def process_index() -> int:
@@ -32,6 +34,16 @@ def is_local_main_process() -> bool:
 def launched_processes() -> int:
     """How many processes the launcher started (``WORLD_SIZE``; 1 without a launcher)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """``(rank, world_size)`` of the running process group, ``(0, 1)`` without one: who takes
+    which share of a collective (a gather, a sharded evaluation)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def check_launch(accelerator):

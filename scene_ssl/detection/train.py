@@ -18,8 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.views import warn_skipped
 from ..data.workers import use_cpu_threads, worker_count
-from ..models import rank_and_world_size
-from ..processes import check_launch
+from ..processes import check_launch, rank_and_world_size
 from ..train.iterations import (EpochData, FinetuneResult, IterationPlan, shuffled_loader, sync_norm,
                                 train_iterations)
 from ..schedule import schedule_iterations, step_lr_factor

@@ -16,7 +16,7 @@ from ..data import load_dataset, worker_count
 from ..data.workers import use_cpu_threads
 from ..export import add_results, evaluation_result
 from ..loading import export_folder, load_backbone
-from ..processes import check_launch
+from ..processes import check_launch, is_main_process
 from ..seeds import run_seeds, seeds_table
 from .config import FinetuneConfig
 from .data import single_label
@@ -56,7 +56,7 @@ def _one_backbone(source: str, train, val, test, cfg: FinetuneConfig, single: bo
     if cfg.grid:
         grid_train, grid_val = (train, val) if val is not None else held_out_val(train, cfg.val_fraction, seed)
         lr, wd, rows = grid_search(source, grid_train, grid_val, cfg, single=single, seed=seed, accelerator=accelerator)
-        if accelerator.is_main_process:
+        if is_main_process():
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "grid.json").write_text(json.dumps(rows, indent=1))
         fit_on = datasets.concatenate_datasets([train, val]) if val is not None else train  # train + val, then test
@@ -100,7 +100,7 @@ def run_finetune(cfg: FinetuneConfig, accelerator: Accelerator | None = None) ->
 
     out = Path(cfg.output_dir)
     if cfg.seeds:
-        summary = run_seeds(list(cfg.seeds), out, one, is_main=accelerator.is_main_process, print_fn=accelerator.print)
+        summary = run_seeds(list(cfg.seeds), out, one, is_main=is_main_process(), print_fn=accelerator.print)
         mean = {b: {k.split("/", 1)[1]: v for k, v in summary["mean"].items() if k.startswith(b + "/")} for b in sources}
         std = {b: {k.split("/", 1)[1]: v for k, v in summary["std"].items() if k.startswith(b + "/")} for b in sources}
         accelerator.print(seeds_table(summary["seeds"], [f"{b}/{chosen_metric(cfg, single)}" for b in sources]))
@@ -110,7 +110,7 @@ def run_finetune(cfg: FinetuneConfig, accelerator: Accelerator | None = None) ->
         result = {"results": mean}
     accelerator.print(_table(mean, std, names))
     result.update(model=cfg.model, data=cfg.data, single_label=single, config=dataclasses.asdict(cfg))
-    if accelerator.is_main_process:
+    if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=1, default=str))
         accelerator.print(f"wrote {out / 'metrics.json'}")

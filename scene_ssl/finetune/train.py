@@ -27,6 +27,7 @@ from ..schedule import cosine_lr
 from ..transforms import ViewNormalizer
 from .config import FinetuneConfig
 from .data import FinetuneImages, collate_finetune
+from ..processes import is_local_main_process
 
 __all__ = ["Classifier", "finetune_once", "predict_and_score", "Run", "chosen_metric", "metric_names"]
 
@@ -86,7 +87,7 @@ def finetune_once(source: str, train: datasets.Dataset, test: datasets.Dataset, 
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     total, step, skipped = _steps(cfg, len(loader)), 0, set()
     model.train()
-    with tqdm(total=total, desc=desc, disable=not accelerator.is_local_main_process, leave=False) as bar:
+    with tqdm(total=total, desc=desc, disable=not is_local_main_process(), leave=False) as bar:
         while step < total:
             sampler.set_epoch(step // len(loader))
             images.set_epoch(step // len(loader))

@@ -9,14 +9,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..processes import rank_and_world_size
+
 __all__ = ["rank_and_world_size", "gather_no_grad", "gather_with_grad", "shared_permutation"]
-
-
-def rank_and_world_size() -> tuple[int, int]:
-    """``(rank, world_size)`` of the default group, ``(0, 1)`` when not distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 @torch.no_grad()

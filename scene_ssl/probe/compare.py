@@ -15,6 +15,7 @@ from ..export import evaluation_result
 from ..metrics import METRIC_NAMES
 from ..models import TimmBackbone
 from .core import head_options, linear_probe, score
+from ..processes import is_main_process
 
 __all__ = ["compare_with_random_init", "probe_after_training", "format_table"]
 
@@ -45,7 +46,7 @@ def compare_with_random_init(encoder: nn.Module, cfg, *, accelerator, out_dir: P
         m = score(*linear_probe(backbone, train, val, opts, accelerator=accelerator), single_label=False)
         results[name] = {k: v for k, v in m.items() if k != "per_class_AP"}
     accelerator.print(format_table(results))
-    if accelerator.is_main_process:
+    if is_main_process():
         (Path(out_dir) / "probe.json").write_text(json.dumps(results, indent=1))
     return results
 

@@ -23,6 +23,7 @@ from ..metrics import multilabel_metrics, singlelabel_metrics
 from .features import BatchSlices, ProbeImages, batch_rows, collate_probe, extract_features, gather_indexed, pooled_features_fn
 from .knn import knn_scores
 from .linear import fit_linear_head, new_linear_head, probe_lr, train_linear_head
+from ..processes import process_index
 
 __all__ = ["HeadOptions", "head_options", "linear_probe", "knn_probe", "score", "Extract"]
 
@@ -108,7 +109,7 @@ def _online_head(backbone: nn.Module, train: datasets.Dataset, opts: HeadOptions
     images = ProbeImages(train, opts.image_size, train=True, seed=opts.seed)
     batches = BatchSampler(RandomSampler(images, generator=torch.Generator().manual_seed(opts.seed)), opts.batch_size,
                            drop_last=True)
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    rank, world = (process_index(), accelerator.num_processes) if accelerator is not None else (0, 1)
     loader = DataLoader(images, batch_sampler=BatchSlices(batches, rank, world), num_workers=opts.num_workers,
                         collate_fn=collate_probe, worker_init_fn=init_worker)
     skipped: set[str] = set()

@@ -20,6 +20,7 @@ from ..data.views import warn_skipped
 from ..data.workers import init_worker
 from ..heads.multilabel import POOLS
 from ..transforms import ViewNormalizer, ViewPipeline, render_views_pil
+from ..processes import is_local_main_process
 
 __all__ = ["ProbeImages", "extract_features", "feature_map_pool", "pooled_features_fn", "gather_indexed", "BatchSlices",
            "batch_rows", "unique_by_index"]
@@ -172,7 +173,7 @@ def extract_features(
     if accelerator is not None:
         loader = accelerator.prepare(loader)  # each process a share of the batches
     index, feats, targets, skipped = [], [], [], set()
-    show = desc is not None and (accelerator is None or accelerator.is_local_main_process)
+    show = desc is not None and (accelerator is None or is_local_main_process())
     for batch in tqdm(loader, desc=desc, disable=not show, leave=False):
         warn_skipped(batch["skipped"], skipped)
         rows = batch_rows(batch, features, backbone.num_features, images.num_classes, device)

@@ -26,7 +26,7 @@ from ..export import add_results, evaluation_result
 from ..loading import export_folder, load_backbone
 from ..metrics import METRIC_NAMES, multilabel_metrics
 from ..models import TimmBackbone
-from ..processes import check_launch
+from ..processes import check_launch, is_local_main_process, is_main_process
 from ..seeds import run_seeds, seeds_table
 from .config import KNNProbeConfig, LinearProbeConfig
 from .core import Extract, HeadOptions, head_options, knn_probe, linear_probe, score
@@ -70,7 +70,7 @@ def _cached(cfg, opts: HeadOptions, accelerator, cache_dir: Path) -> Extract:
         feats, targets = extract_features(backbone, ds, image_size=opts.image_size, pool=opts.pool,
                                           batch_size=opts.batch_size, num_workers=opts.num_workers,
                                           device=accelerator.device, accelerator=accelerator, desc=f"features ({split})")
-        if accelerator.is_main_process:
+        if is_main_process():
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             torch.save({"features": feats, "targets": targets}, tmp)
@@ -154,11 +154,11 @@ def run_linear_probe(cfg: LinearProbeConfig, accelerator: Accelerator | None = N
                                                     cache_dir=Path(cfg.output_dir) / "features").items()
                 if k in _names(mode)}
 
-    summary = run_seeds(list(cfg.seeds), cfg.output_dir, one, is_main=accelerator.is_main_process,
+    summary = run_seeds(list(cfg.seeds), cfg.output_dir, one, is_main=is_main_process(),
                         print_fn=accelerator.print)
     result = {**summary, "model": cfg.model, "data": cfg.data, "mode": mode}
     accelerator.print(seeds_table(summary["seeds"], list(_names(mode))))
-    if accelerator.is_main_process:
+    if is_main_process():
         _write_metrics(Path(cfg.output_dir), result, accelerator.print)
         _to_card(cfg, "linear probe", mode, summary["mean"], accelerator.print, summary["std"], len(cfg.seeds))
     accelerator.wait_for_everyone()
@@ -176,9 +176,9 @@ def _linear_probe_once(cfg, accelerator, train, val, names, mode, threads, to_ca
     opts = head_options(cfg)
     scores, y_val = linear_probe(backbone, train, val, opts, accelerator=accelerator, single_label=mode == "singlelabel",
                                  extract=_cached(cfg, opts, accelerator, cache_dir or Path(cfg.output_dir) / "features"),
-                                 show=accelerator.is_local_main_process)
+                                 show=is_local_main_process())
     result = None
-    if accelerator.is_main_process:
+    if is_main_process():
         threshold = ({"threshold": cfg.logit_threshold, "apply_sigmoid": False} if cfg.logit_threshold is not None
                      else {"threshold": cfg.threshold})
         result = _report(cfg, mode, scores, y_val, names,
@@ -203,7 +203,7 @@ def run_knn_probe(cfg: KNNProbeConfig, accelerator: Accelerator | None = None) -
     scores, y_val = knn_probe(backbone, train, val, opts, accelerator=accelerator,
                               extract=_cached(cfg, opts, accelerator, Path(cfg.output_dir) / "features"))
     result = None
-    if accelerator.is_main_process:
+    if is_main_process():
         # the scores are vote fractions in [0, 1]: a label is predicted by at least half the weight
         result = _report(cfg, mode, scores, y_val, names, {"model": cfg.model, "data": cfg.data, "k": cfg.k, "mode": mode,
                                                             "image_size": cfg.image_size},

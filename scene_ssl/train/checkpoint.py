@@ -20,6 +20,7 @@ from typing import Callable
 
 from accelerate import Accelerator
 
+from ..processes import is_main_process
 from ..durable import (MANIFEST, check_manifest, disk_full_error, folder_size, require_free_space, sync_entries,
                        sync_folder, write_manifest)
 
@@ -112,14 +113,14 @@ def save_checkpoint(accelerator: Accelerator, folder: str | os.PathLike, step: i
     needed = folder_size(previous[-1]) if previous else (size_hint() if size_hint else 0)
     intact = f"the previous checkpoint {previous[-1].name}" if previous else ""
     require_free_space(folder, needed, f"checkpoint {final.name}", intact=intact)
-    if accelerator.is_main_process:
+    if is_main_process():
         folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(tmp), safe_serialization=True)
         accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
+        if is_main_process():
             (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
             sync_folder(tmp)  # the data is on disk before its name says it is complete
             write_manifest(tmp)
@@ -129,7 +130,7 @@ def save_checkpoint(accelerator: Accelerator, folder: str | os.PathLike, step: i
         if full is not None:
             raise full from None
         raise
-    if accelerator.is_main_process:
+    if is_main_process():
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -12,6 +12,7 @@ from accelerate.utils import send_to_device
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ..processes import process_index
 from ..data import (EpochShuffleSampler, ViewDataset, collate_decoded, collate_encoded, collate_views, is_stream,
                     init_worker, load_dataset, load_stream, worker_count)
 from ..data.device_decode import decode_batch
@@ -94,7 +95,7 @@ def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder: Ti
         raise ValueError("decode_on gpu reads files; streamed data (wds:, hf:...?streaming=1) decodes in the workers")
     workers = worker_count(cfg.num_workers)
     dataset = ShardedViewStream(load_stream(cfg.data, cfg.split), transform, batch_size=cfg.batch_size,
-                                num_workers=workers, rank=accelerator.process_index, world_size=accelerator.num_processes,
+                                num_workers=workers, rank=process_index(), world_size=accelerator.num_processes,
                                 seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, render=cfg.render,
                                 max_side=cfg.decode_max_side)
     loader = _loader(dataset, cfg, workers, accelerator)

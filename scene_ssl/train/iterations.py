@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..processes import is_local_main_process
 from ..data import EpochShuffleSampler, init_worker, worker_count
 from ..nonfinite import NonFiniteWatch
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
@@ -146,7 +147,7 @@ class _Loop:
     def run(self, stop: StopAgreement) -> tuple[float, str | None]:
         """Iterate until the plan's end; (images/s of the last log window, the signal that stopped it or None)."""
         accelerator, plan, state = self.accelerator, self.plan, self.state
-        bar = tqdm(total=plan.total, initial=state.step, desc=plan.name, disable=not accelerator.is_local_main_process)
+        bar = tqdm(total=plan.total, initial=state.step, desc=plan.name, disable=not is_local_main_process())
         self.model.train()
         self.window, self.seen, self.ips = time.perf_counter(), 0, 0.0
         self.log, self.nonfinite, self.last_checkpoint = TrainLog(accelerator, self.out_dir, "iteration"), \

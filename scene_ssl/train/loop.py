@@ -33,7 +33,7 @@ from ..data.workers import use_cpu_threads, worker_count
 from ..models import Method, PretrainConfig, StepContext, TimmBackbone, method_of
 from ..schedule import cosine_lr
 from ..nonfinite import NonFiniteLossError, NonFiniteWatch
-from ..processes import check_launch
+from ..processes import check_launch, is_local_main_process, is_main_process
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
 from .data import TrainData, build_train_data
 from .train_log import TrainLog
@@ -211,7 +211,7 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
                _Progress(nonfinite=NonFiniteWatch(accelerator.device)))
     accelerator.register_for_checkpointing(run.state)
     _resume(cfg, accelerator, Path(cfg.output_dir) / "checkpoints", run.state)
-    if accelerator.is_main_process:  # only now: the config, the method and the data were all checked
+    if is_main_process():  # only now: the config, the method and the data were all checked
         save_config(cfg, Path(cfg.output_dir) / "config.yaml")
         accelerator.init_trackers("pretrain", config={k: v for k, v in dataclasses.asdict(cfg).items()
                                                       if isinstance(v, (int, float, str, bool))})
@@ -300,7 +300,7 @@ def _train(run: _Run, stop: StopAgreement, monitor: Monitor | None) -> str | Non
     """Run epochs until ``plan.end_step``; return the signal that stopped the run, if any."""
     state, plan = run.state, run.plan
     # the bar is closed however the run ends, so that an error is printed on a line of its own
-    with tqdm(total=plan.end_step, initial=state.step, disable=not run.accelerator.is_local_main_process,
+    with tqdm(total=plan.end_step, initial=state.step, disable=not is_local_main_process(),
               desc="pretrain") as bar, contextlib.closing(stop):
         if state.step == 0:  # the reference: the backbone before any step
             _monitor(run, monitor, 0)
@@ -432,7 +432,7 @@ def _monitor(run: _Run, monitor: Monitor | None, epoch: int) -> None:
     result = {"epoch": epoch, **monitor(run.method.encoder, run.accelerator)}  # eval-mode features, shared work
     run.progress.monitor.append(result)
     _write_logs(run, {k: v for k, v in result.items() if k != "epoch"})
-    if run.accelerator.is_main_process:
+    if is_main_process():
         tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k != "epoch"))
 
 

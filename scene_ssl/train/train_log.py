@@ -6,6 +6,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from ..processes import is_main_process
+
 __all__ = ["TrainLog"]
 
 
@@ -20,7 +22,7 @@ class TrainLog:
 
     def write(self, logs: dict[str, float], step: int) -> None:
         self.accelerator.log(logs, step=step)
-        if self.accelerator.is_main_process:
+        if is_main_process():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps({self.key: step, **logs}) + "\n")
