@@ -79,8 +79,8 @@ def _nested(flat: dict[str, float], backbone: str) -> dict[str, dict[str, float]
     out: dict[str, dict[str, float]] = {}
     for key, value in flat.items():
         name, _, rest = key.partition("/")
-        if name == backbone and "/" in rest:
-            group, metric = rest.split("/", 1)
+        group, _, metric = rest.partition("/")
+        if name == backbone and metric and "/" not in metric:  # a group's own numbers, not its per-class tables
             out.setdefault(group, {})[metric] = value
     return out
 
@@ -105,10 +105,26 @@ def metrics_table(rows: dict[str, dict], suffix: Callable[[str], str] = lambda g
     head = [f"{name}{suffix(g)}" for g in groups for name in _numbers(first[g])]
     lines = ["| backbone | " + " | ".join(head) + " | wall min | train images/s |", "|---|" + "---:|" * (len(head) + 2)]
     for name, r in rows.items():
-        cells = [f"{r['metrics'][g][k]:.1f}" + (f" ± {r['spread'][g][k]:.1f}" if "spread" in r else "")
-                 for g in groups for k in _numbers(first[g])]
+        cells = [_cell(r, g, k) for g in groups for k in _numbers(first[g])]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['minutes']:.1f} | {r['images_per_s']:.1f} |")
     return "\n".join(lines)
+
+
+def _cell(row: dict, group: str, key: str) -> str:
+    value = row["metrics"].get(group, {}).get(key)
+    if value is None or value != value:  # not measured (e.g. a class absent from every seed's evaluation), NaN
+        return "n/a"
+    spread = row.get("spread", {}).get(group, {}).get(key)
+    return f"{value:.1f}" + (f" ± {spread:.1f}" if spread is not None else "")
+
+
+def _json_safe(value):
+    """NaN (a class neither labelled nor predicted) as null: strict JSON for jq and browsers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 def write_metrics_json(cfg, rows: dict, seeds: dict | None) -> Path:
@@ -117,8 +133,8 @@ def write_metrics_json(cfg, rows: dict, seeds: dict | None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
     path = out / "metrics.json"
-    path.write_text(json.dumps({"config": config, "results": rows, **({"seeds": seeds["seeds"]} if seeds else {})},
-                               indent=1))
+    path.write_text(json.dumps(_json_safe({"config": config, "results": rows, **({"seeds": seeds["seeds"]} if seeds else {})}),
+                               indent=1, allow_nan=False))
     return path
 
 
@@ -130,7 +146,7 @@ def add_card_result(cfg, rows: dict, seeds: dict | None, *, task: str, name: str
     folder = export_folder(cfg.model)
     if folder is None or "pretrained" not in rows:
         return
-    extra = {"spread": flat(rows["pretrained"]["spread"]), "runs": len(seeds["seeds"])} if seeds else {}
+    extra = {"spread": flat(rows["pretrained"].get("spread", {})), "runs": len(seeds["seeds"])} if seeds else {}
     source = recipe + (f" (random init: {baseline})" if baseline else "")
     add_results(folder, [evaluation_result(task, name, dataset, flat(rows["pretrained"]["metrics"]), split=split,
                                            source=source, **extra)])

@@ -88,6 +88,8 @@ class SegmentationConfig:
             value = getattr(self, name)
             if len(value) != 2 or min(value) < 1:
                 raise ValueError(f"{name} must be two positive sizes, got {value}")
+        if self.test_mode == "slide" and any(s > c for s, c in zip(self.test_stride, self.test_crop)):
+            raise ValueError(f"test_stride {self.test_stride} must not exceed test_crop {self.test_crop}: pixels between windows would have no prediction")
         if not 0 < self.ratio_range[0] <= self.ratio_range[1] or len(self.ratio_range) != 2:
             raise ValueError(f"ratio_range must be (low, high) with 0 < low <= high, got {self.ratio_range}")
         if not 0 < self.cat_max_ratio <= 1 or not 0 <= self.flip <= 1 or not 0 <= self.dropout < 1:

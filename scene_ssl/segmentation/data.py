@@ -2,7 +2,7 @@
 
 Training (each step seeded by (seed, epoch, index)): resize to ``scale`` times a random
 ratio keeping the aspect ratio (mmcv's ``imrescale``: the image fits the (long, short)
-target), a random crop re-drawn up to 10 times while one class covers more than
+target; bilinear without antialiasing and nearest-neighbour labels, as OpenCV's), a random crop re-drawn up to 10 times while one class covers more than
 ``cat_max_ratio`` of it, a horizontal flip, mmseg's PhotoMetricDistortion, normalisation,
 and padding to the crop (image 0, label 255). Evaluation: the image resized to
 ``test_scale`` the same way, the label at its own size (predictions are scored there).
@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..data import decode_image
+from ..data.decode import DecodeError, describe_source
 from ..data.sampler import SharedEpoch
 from ..data.semantic import IGNORE, SegmentationSet
 from ..data.sources import parse_spec, spec_usage
@@ -44,14 +46,16 @@ class Pipeline:
 
 
 def rescale_size(width: int, height: int, scale: tuple[int, int], ratio: float = 1.0) -> tuple[int, int]:
-    """(width, height) of an image rescaled to fit ``scale`` x ``ratio`` (long, short side) with
-    its aspect ratio kept (mmcv's ``imrescale``).
+    """(width, height) of an image rescaled to fit ``scale`` x ``ratio`` (long, short side, each
+    truncated to whole pixels as mmseg's Resize) with its aspect ratio kept (mmcv's ``imrescale``).
 
     Example:
         >>> rescale_size(2048, 1024, (2049, 1025)), rescale_size(500, 375, (2048, 512)), rescale_size(80, 60, (160, 120), 0.5)
         ((2049, 1025), (683, 512), (80, 60))
+        >>> rescale_size(2048, 1024, (2049, 1025), 0.5)  # (1024, 512): int(2049 x 0.5)
+        (1024, 512)
     """
-    long_side, short_side = max(scale) * ratio, min(scale) * ratio
+    long_side, short_side = int(max(scale) * ratio), int(min(scale) * ratio)
     factor = min(long_side / max(width, height), short_side / min(width, height))
     return int(width * factor + 0.5), int(height * factor + 0.5)
 
@@ -77,6 +81,27 @@ def crop_box(label: np.ndarray, crop: tuple[int, int], cat_max_ratio: float,
                 break
             box = draw()
     return box
+
+
+def resize_image(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 resized to ``size`` (width, height) bilinearly without antialiasing, on
+    pixel centres, rounded: OpenCV's INTER_LINEAR, which mmcv's imresize uses (PIL's bilinear
+    would blur when shrinking)."""
+    if (pixels.shape[1], pixels.shape[0]) == tuple(size):
+        return pixels
+    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a writable copy
+    out = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+    return out[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) label map resized to ``size`` (width, height) by nearest neighbour as OpenCV's
+    INTER_NEAREST (source pixel floor(x * scale), torch's ``nearest``)."""
+    if (label.shape[1], label.shape[0]) == tuple(size):
+        return label
+    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(label))[None, None].float(), size=(size[1], size[0]),
+                        mode="nearest")
+    return out[0, 0].to(torch.uint8).numpy()
 
 
 def _clip_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -125,13 +150,13 @@ class SegmentationDataset(SharedEpoch, Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def _read(self, index: int) -> tuple[Image.Image, np.ndarray]:
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image = decode_image(self.data.images[index])
         label = self.data.labels(index)
-        if label.shape != (image.height, image.width):
-            raise ValueError(f"{self.data.spec}: the label of {self.data.images[index]} is {label.shape[1]}x{label.shape[0]}, "
-                             f"the image {image.width}x{image.height}")
-        return image, label
+        if label.shape != (image.height, image.width):  # e.g. an EXIF rotation the label map does not have: skipped
+            raise DecodeError(describe_source(self.data.images[index]), ValueError(
+                f"its label map is {label.shape[1]}x{label.shape[0]}, the (upright) image {image.width}x{image.height}"))
+        return np.asarray(image), label
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         j, read, skipped = first_readable(index, len(self), self._read, replace=self.train)
@@ -139,17 +164,16 @@ class SegmentationDataset(SharedEpoch, Dataset):
             return None
         image, label = read
         if not self.train:
-            size = rescale_size(image.width, image.height, self.pipeline.test_scale)
-            return {"image": self._normalise(np.asarray(image.resize(size, Image.BILINEAR))),
-                    "label": torch.from_numpy(label.astype(np.int64)), "index": j}
+            size = rescale_size(image.shape[1], image.shape[0], self.pipeline.test_scale)
+            return {"image": self._normalise(resize_image(image, size)), "label": torch.from_numpy(label.astype(np.int64)),
+                    "index": j}
         item = self._augment(image, label, np.random.default_rng([self.seed, self.epoch, index]))
         return {**item, "skipped": skipped}
 
-    def _augment(self, image: Image.Image, label: np.ndarray, rng: np.random.Generator) -> dict[str, Tensor]:
+    def _augment(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> dict[str, Tensor]:
         p = self.pipeline
-        size = rescale_size(image.width, image.height, p.scale, rng.uniform(*p.ratio_range))
-        pixels = np.asarray(image.resize(size, Image.BILINEAR))
-        label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+        size = rescale_size(image.shape[1], image.shape[0], p.scale, rng.uniform(*p.ratio_range))
+        pixels, label = resize_image(image, size), resize_label(label, size)
         top, left, bottom, right = crop_box(label, p.crop_size, p.cat_max_ratio, rng)
         pixels, label = pixels[top:bottom, left:right], label[top:bottom, left:right]
         if rng.random() < p.flip:
@@ -183,7 +207,7 @@ def load_segmentation_set(spec: str, split: str) -> SegmentationSet:
         >>> load_segmentation_set("folder:/tmp", "train")
         Traceback (most recent call last):
         ...
-        ValueError: folder:/tmp has no label maps: segmentation needs scenes, voc:<VOCdevkit>[?years=2007,2012], cityscapes:<path>, ade20k:<ADEChallengeData2016>
+        ValueError: folder:/tmp has no label maps: segmentation needs scenes, coco:<path>, voc:<VOCdevkit>...
     """
     source, arg = parse_spec(spec)
     if source.segmentation is None:

@@ -4,7 +4,9 @@ The backbone is a timm ``features_only`` trunk holding exactly the pretrained we
 runs at output stride 8 (or 16) through timm's ``output_stride``: the strides of the last
 stages become dilations, the first block of a dilated stage keeping the previous dilation,
 which is mmseg's ResNet-D8 with ``contract_dilation`` (see the tests). A ViT gives maps at
-its patch stride (16) from its last blocks, at any input size (``dynamic_img_size``). The
+its patch stride (16) from its last blocks, at any input size (``dynamic_img_size``; an input
+that is not a multiple of the patch is resized to the next one, so that its map covers the
+whole image and the logits stay aligned). The
 decode head reads the last map, the auxiliary FCN head (training only) the one before.
 """
 from __future__ import annotations
@@ -88,33 +90,43 @@ class Segmenter(nn.Module):
     resizes them to the labels'); :meth:`logits` gives the decode logits at the input's size."""
 
     def __init__(self, trunk: nn.Module, decode: nn.Module, aux: nn.Module | None = None, *,
-                 align_corners: bool = False) -> None:
+                 align_corners: bool = False, multiple: int | None = None) -> None:
         super().__init__()
         self.trunk, self.decode, self.aux, self.align_corners = trunk, decode, aux, align_corners
+        self.multiple = multiple  # a ViT: inputs resized to a multiple of the patch, so its map covers the whole image
+
+    def _fit(self, x: Tensor) -> Tensor:
+        if not self.multiple:
+            return x
+        m = self.multiple
+        size = (-(-x.shape[-2] // m) * m, -(-x.shape[-1] // m) * m)
+        return x if size == tuple(x.shape[-2:]) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        maps = self.trunk(x)
+        maps = self.trunk(self._fit(x))
         out = {"seg": self.decode(maps[-1])}
         if self.aux is not None and self.training:
             out["aux"] = self.aux(maps[-2])
         return out
 
     def logits(self, x: Tensor) -> Tensor:
-        seg = self.decode(self.trunk(x)[-1])
+        seg = self.decode(self.trunk(self._fit(x))[-1])
         return F.interpolate(seg, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
 
 
-def segmentation_trunk(source: str, output_stride: int = 8) -> tuple[nn.Module, dict, str]:
-    """``(trunk, data_config, architecture)``: the last two maps of ``source``'s backbone, a CNN
-    at ``output_stride`` (timm's dilation), a ViT (maps of one stride) at its own."""
+def segmentation_trunk(source: str, output_stride: int = 8) -> tuple[nn.Module, dict, int | None]:
+    """``(trunk, data_config, multiple)``: the last two maps of ``source``'s backbone, a CNN at
+    ``output_stride`` (timm's dilation; ``multiple`` None), a ViT (maps of one stride) at its
+    own (``multiple``: its patch stride, what its inputs are resized to a multiple of)."""
     backbone = load_backbone(source)
     reductions = [f["reduction"] for f in getattr(backbone.model, "feature_info", [])]
     pyramid = len(set(reductions)) != 1
     options = ({"output_stride": output_stride} if output_stride != 32 else {}) if pyramid else \
-        {"dynamic_img_size": True, "dynamic_img_pad": True}
+        {"dynamic_img_size": True}
     n = len(reductions)
     try:
-        return load_trunk(source, (n - 2, n - 1) if n >= 2 else None, backbone, **options)
+        trunk, data_config, _ = load_trunk(source, (n - 2, n - 1) if n >= 2 else None, backbone, **options)
+        return trunk, data_config, None if pyramid else reductions[-1]
     except TypeError as e:
         if "output_stride" in str(e):
             raise ValueError(f"{source}: this architecture cannot be dilated to output stride {output_stride} "
@@ -129,7 +141,7 @@ def build_segmenter(source: str, num_classes: int, *, head: str = "fcn", output_
     """``(model, data_config)``: a :class:`Segmenter` on ``source``'s weights (anything
     :func:`scene_ssl.loading.load_backbone` takes) with a ``head`` (fcn | psp) decode head
     and, with ``aux``, mmseg's auxiliary FCN head (one conv, no concat)."""
-    trunk, data_config, _ = segmentation_trunk(source, output_stride)
+    trunk, data_config, multiple = segmentation_trunk(source, output_stride)
     widths = trunk.feature_info.channels()
     if head == "psp":
         decode: nn.Module = PSPHead(widths[-1], channels, num_classes, pool_scales=pool_scales, dropout=dropout,
@@ -139,4 +151,4 @@ def build_segmenter(source: str, num_classes: int, *, head: str = "fcn", output_
                          concat_input=concat_input, dropout=dropout)
     aux_head = FCNHead(widths[-2], aux_channels, num_classes, num_convs=1, concat_input=False, dropout=dropout) \
         if aux and len(widths) > 1 else None
-    return Segmenter(trunk, decode, aux_head, align_corners=align_corners), data_config
+    return Segmenter(trunk, decode, aux_head, align_corners=align_corners, multiple=multiple), data_config

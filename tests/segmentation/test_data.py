@@ -125,3 +125,58 @@ def test_training_items_are_crops_padded_with_the_ignore_label(seg_scenes):
     evaluation = SegmentationDataset(data, pipeline, train=False)[0]
     assert evaluation["image"].shape == (3, 96, 128) and evaluation["label"].shape == (48, 64)
     assert rescale_size(64, 48, (128, 96)) == (128, 96)
+
+
+class ScriptedRng:
+    """The draws PhotoMetricDistortion makes, given in order."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def integers(self, *args):
+        return self.draws.pop(0)
+
+    def uniform(self, *args):
+        return self.draws.pop(0)
+
+
+def test_photometric_distortion_is_mmsegs_steps_in_mmsegs_order():
+    from scene_ssl.segmentation.data import photometric_distortion
+
+    pixels = np.array([[[250, 100, 10], [30, 200, 60]]], np.uint8)
+    # brightness +40 (clipped at 255), contrast last (coin 0 first) with x1.5, no saturation / hue
+    out = photometric_distortion(pixels, ScriptedRng(1, 40.0, 0, 0, 0, 1, 1.5))
+    bright = np.clip(pixels.astype(np.float32) + 40, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, np.clip(bright.astype(np.float32) * 1.5, 0, 255).astype(np.uint8))
+    # contrast first (coin 1, x0.5), then nothing: the brightness step did not happen
+    np.testing.assert_array_equal(photometric_distortion(pixels, ScriptedRng(0, 1, 1, 0.5, 0, 0)),
+                                  (pixels.astype(np.float32) * 0.5).astype(np.uint8))
+    # a hue shift of 60 of OpenCV's 180 steps (120 degrees) turns red to green
+    red = np.array([[[255, 0, 0]]], np.uint8)
+    green = photometric_distortion(red, ScriptedRng(0, 1, 0, 0, 1, 60, 0))[0, 0]
+    assert green[1] > 240 and green[0] < 15 and green[2] < 15
+    # saturation x0 makes grey
+    grey = photometric_distortion(np.array([[[200, 50, 50]]], np.uint8), ScriptedRng(0, 1, 0, 1, 0.0, 0, 0))[0, 0]
+    assert grey.max() - grey.min() <= 1
+
+
+def test_the_crops_change_with_the_epoch(seg_scenes):
+    data = load_segmentation_set(f"coco:{seg_scenes}", "train")
+    dataset = SegmentationDataset(data, Pipeline(scale=(64, 48), crop_size=(24, 24)), train=True)
+    first = dataset[3]["image"]
+    dataset.set_epoch(1)
+    assert not torch.equal(first, dataset[3]["image"])
+    dataset.set_epoch(0)
+    assert torch.equal(first, dataset[3]["image"])
+
+
+def test_resizing_is_opencvs_bilinear_and_nearest():
+    from scene_ssl.segmentation.data import resize_image, resize_label
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[:, 2:] = 200
+    half = resize_image(image, (2, 2))  # bilinear on pixel centres, no antialiasing: samples between columns 0-1 and 2-3
+    np.testing.assert_array_equal(half[..., 0], [[0, 200], [0, 200]])
+    label = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    np.testing.assert_array_equal(resize_label(label, (2, 2)), [[0, 2], [8, 10]])  # source pixel floor(x * 2)
+    np.testing.assert_array_equal(resize_label(label, (8, 8))[::2, ::2], label)

@@ -52,10 +52,14 @@ def test_fcn_and_psp_heads_have_mmsegs_shapes():
 def test_a_cnn_and_a_vit_train_a_step(source, stride):
     torch.manual_seed(0)
     model, _ = build_segmenter(source, 4, channels=16, aux_channels=8, dropout=0.0)
-    image, label = torch.randn(2, 3, 48, 64), torch.randint(0, 4, (2, 48, 64))
+    image, label = torch.randn(2, 3, 50, 70), torch.randint(0, 4, (2, 50, 70))  # not a multiple of 16
     label[:, :4] = 255
+    seen = []
+    model.trunk.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
     out = model(image)
-    assert out["seg"].shape[-2:] == (48 // stride, 64 // stride) and "aux" in out
+    # a ViT sees the image resized to a multiple of its patch (its map then covers all of it); a CNN as it is
+    assert seen == [(64, 80) if stride == 16 else (50, 70)]
+    assert out["seg"].shape[-2:] == (-(-50 // stride), -(-70 // stride)) and "aux" in out
     loss = segmentation_loss(out["seg"], label) + 0.4 * segmentation_loss(out["aux"], label)
     loss.backward()
     first = next(p for p in model.trunk.parameters())
@@ -64,7 +68,7 @@ def test_a_cnn_and_a_vit_train_a_step(source, stride):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     optimizer.step()
     model.eval()
-    assert "aux" not in model(image) and model.logits(image).shape == (2, 4, 48, 64)
+    assert "aux" not in model(image) and model.logits(image).shape == (2, 4, 50, 70)
 
 
 def test_the_loss_is_mmsegs_mean_over_all_pixels():

@@ -86,7 +86,26 @@ def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(seg_scenes, t
     assert cut.stopped_by == "SIGTERM" and cut.iterations == 9 and not cut.metrics
     assert [p.name for p in list_checkpoints(tmp_path / "b" / "checkpoints")] == ["step_00000009"]
     resumed = run(tmp_path / "b", resume="auto")
-    assert resumed.finished and resumed.metrics == straight.metrics
+    assert resumed.finished and json.dumps(resumed.metrics) == json.dumps(straight.metrics)  # NaN-aware
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_seeds_report_the_mean_of_the_summary_numbers_in_strict_json(seg_scenes, tmp_path):
+    args = ["--model", "random:test_resnet", "--data", f"coco:{seg_scenes}", "--output-dir", str(tmp_path / "seg"),
+            *TINY, "--schedule", "2", "--seeds", "0,1"]
+    summary = load_recipe("transfer_segmentation").main(args)
+    ious = [summary["seeds"][s]["pretrained/sem_seg/mIoU"] for s in (0, 1)]
+    assert summary["mean"]["pretrained/sem_seg/mIoU"] == pytest.approx(sum(ious) / 2)
+
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+    saved = json.loads((tmp_path / "seg" / "metrics.json").read_text(), parse_constant=refuse)
+    assert set(saved["results"]["pretrained"]["metrics"]["sem_seg"]) == {"mIoU", "mAcc", "aAcc"}  # no per-class columns
+
+
+def test_a_sliding_stride_beyond_the_window_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        load_recipe("transfer_segmentation").main(["--test-mode", "slide", "--test-crop", "32,32", "--test-stride", "40,24"])
+    assert exit_.value.code == 2 and "must not exceed test_crop" in capsys.readouterr().err
