@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import option
+from ..config import default_of, option
+from ..models import MLSConfig
 from ..data.sources import default_splits
-from ..data.workers import THREADS_HELP, check_threads
+from ..trackers import REPORT_TO_HELP, check_report_to
+from ..data.workers import DEFAULT_WORKERS, THREADS_HELP, WORKERS_HELP, check_threads
 from ..models.config import MIXED_PRECISION
 
 __all__ = ["FinetuneConfig", "MODES", "METRICS"]
@@ -18,7 +20,7 @@ METRICS = ("auto", "top1", "mean_per_class", "mAP")
 class FinetuneConfig:
     """Defaults: Ericsson et al. (CVPR 2021, linusericsson/ssl-transfer ``finetune.py``)."""
 
-    model: str = option("outputs/mls_scenes", "training output | export folder | local-dir:... | hf-hub:org/name | random:<timm name>")
+    model: str = option(default_of(MLSConfig, "output_dir"), "training output | export folder | local-dir:... | hf-hub:org/name | random:<timm name>")
     data: str = option("scenes", "labeled data: torchvision:<Name>:/root | cub:/path | indoor67:/path | voc:/VOCdevkit?years=2007 | scenes | coco:/path | folder:/path")
     train_split: str | None = option(None, "split trained on (default: the data's own: train, Pets' trainval, VOC's trainval)")
     val_split: str | None = option(None, "split the grid search is scored on (none: a seeded val_fraction of the training split)")
@@ -44,12 +46,17 @@ class FinetuneConfig:
     seed: int = option(0, "seed of the head, the crops and the batches")
     seeds: tuple[int, ...] | None = option(None, "run once per seed (a finished seed is not rerun) and report mean ± std (n)")
     mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
-    num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
+    report_to: str = option("auto", REPORT_TO_HELP)
+    log_every: int = option(50, "steps between train_log.jsonl lines of each final run (its folder; the grid's cells log nothing)")
+    num_workers: int = option(DEFAULT_WORKERS, WORKERS_HELP)
     threads: int | None = option(None, THREADS_HELP)
     output_dir: str = option("outputs/finetune", "where metrics.json and each run's folder go")
 
     def check(self) -> None:
         """Refuse values that cannot train; fill the splits from the data source."""
+        check_report_to(self.report_to)
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.metric not in METRICS:

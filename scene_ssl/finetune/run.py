@@ -18,6 +18,7 @@ from ..export import add_results, evaluation_result
 from ..loading import export_folder, load_backbone
 from ..processes import check_launch, is_main_process
 from ..seeds import run_seeds, seeds_table
+from ..trackers import tracker_kwargs
 from .config import FinetuneConfig
 from .data import single_label
 from .train import chosen_metric, finetune_once, metric_names
@@ -61,7 +62,8 @@ def _one_backbone(source: str, train, val, test, cfg: FinetuneConfig, single: bo
             (folder / "grid.json").write_text(json.dumps(rows, indent=1))
         fit_on = datasets.concatenate_datasets([train, val]) if val is not None else train  # train + val, then test
     start = time.perf_counter()
-    run = finetune_once(source, fit_on, test, cfg, single=single, lr=lr, weight_decay=wd, seed=seed, accelerator=accelerator)
+    run = finetune_once(source, fit_on, test, cfg, single=single, lr=lr, weight_decay=wd, seed=seed, accelerator=accelerator,
+                        log_dir=folder)
     return {**run.metrics, "lr": lr, "weight_decay": wd, "minutes": (time.perf_counter() - start) / 60,
             "train_images": len(fit_on)}
 
@@ -78,7 +80,8 @@ def _table(results: dict[str, dict[str, float]], spread: dict[str, dict[str, flo
 def run_finetune(cfg: FinetuneConfig, accelerator: Accelerator | None = None) -> dict:
     """Fine-tune ``cfg.model`` (and random init of its architecture) by ``cfg``'s protocol, once
     or per seed; print the table, write ``metrics.json``, add the result to the export's card."""
-    accelerator = check_launch(accelerator or Accelerator(mixed_precision=cfg.mixed_precision))
+    accelerator = check_launch(accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
+                                                          **tracker_kwargs(cfg.report_to, cfg.output_dir)))
     threads = use_cpu_threads(cfg.threads, worker_count(cfg.num_workers), accelerator.device)
     train = load_dataset(cfg.data, cfg.train_split, drop_unlabeled=True)
     test = load_dataset(cfg.data, cfg.test_split, drop_unlabeled=True)

@@ -8,6 +8,7 @@ left out), then the test split predicted by every process in shards and gathered
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import datasets
 import timm
@@ -28,6 +29,7 @@ from ..transforms import ViewNormalizer
 from .config import FinetuneConfig
 from .data import FinetuneImages, collate_finetune
 from ..processes import is_local_main_process
+from ..train.train_log import TrainLog
 
 __all__ = ["Classifier", "finetune_once", "predict_and_score", "Run", "chosen_metric", "metric_names"]
 
@@ -67,8 +69,10 @@ def _steps(cfg: FinetuneConfig, batches_per_epoch: int) -> int:
 
 
 def finetune_once(source: str, train: datasets.Dataset, test: datasets.Dataset, cfg: FinetuneConfig, *, single: bool,
-                  lr: float, weight_decay: float, seed: int, accelerator: Accelerator, desc: str = "fine-tune") -> Run:
-    """Fine-tune ``source``'s backbone on ``train`` for the configured steps; score on ``test``."""
+                  lr: float, weight_decay: float, seed: int, accelerator: Accelerator, desc: str = "fine-tune",
+                  log_dir: Path | None = None) -> Run:
+    """Fine-tune ``source``'s backbone on ``train`` for the configured steps; score on ``test``.
+    With ``log_dir``, the loss and lr go to its ``train_log.jsonl`` and the trackers every ``cfg.log_every`` steps."""
     torch.manual_seed(seed)
     largest = cfg.mode == "largest"
     images = FinetuneImages(train, cfg.image_size, train=True, single=single, largest=largest, seed=seed,
@@ -86,6 +90,9 @@ def finetune_once(source: str, train: datasets.Dataset, test: datasets.Dataset, 
                                 weight_decay=weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     total, step, skipped = _steps(cfg, len(loader)), 0, set()
+    log = TrainLog(accelerator, log_dir) if log_dir is not None else None
+    if log is not None:
+        log.start(log_dir.name, {**dataclasses.asdict(cfg), "lr": lr, "weight_decay": weight_decay, "seed": seed})
     model.train()
     with tqdm(total=total, desc=desc, disable=not is_local_main_process(), leave=False) as bar:
         while step < total:
@@ -103,8 +110,12 @@ def finetune_once(source: str, train: datasets.Dataset, test: datasets.Dataset, 
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3g}")
+                if log is not None and (step % cfg.log_every == 0 or step == total):
+                    log.write({"loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"]}, step)
                 if step >= total:
                     break
+    if log is not None:
+        log.finish()
     unwrapped = accelerator.unwrap_model(model)
     return Run(predict_and_score(unwrapped, test, cfg, single=single, accelerator=accelerator), unwrapped)
 

@@ -108,10 +108,12 @@ class IterationRun:
 
 def train_iterations(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Optimizer, data: EpochData,
                      plan: IterationPlan, out_dir: Path, losses: Callable[[Any], dict[str, Tensor]],
-                     images: Callable[[Any], int], every: Callable[[int], dict[str, float]] | None = None) -> IterationRun:
+                     images: Callable[[Any], int], every: Callable[[int], dict[str, float]] | None = None,
+                     config: dict | None = None) -> IterationRun:
     """Train the prepared ``model`` for ``plan.total`` iterations (or the rest, resumed from
     ``out_dir/checkpoints``); ``images(batch)`` counts a batch's images, and ``every(i)``, called
-    on every process after iteration i, returns numbers to log then (e.g. a periodic evaluation)."""
+    on every process after iteration i, returns numbers to log then (e.g. a periodic evaluation).
+    The accelerator's trackers (``--report-to``) log under ``logs/<out_dir's name>`` with ``config``."""
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     ckpt_dir = out_dir / "checkpoints"
@@ -119,12 +121,15 @@ def train_iterations(accelerator: Accelerator, model: nn.Module, optimizer: torc
     if path is not None:
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} at iteration {state.step}")
+    log = TrainLog(accelerator, out_dir, "iteration")
+    log.start(out_dir.name, config or {})
     with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
         loop = _Loop(accelerator, model, optimizer, data, plan, out_dir, state, losses, images, every)
         images_per_s, stopped_by = loop.run(StopAgreement(received, accelerator.num_processes))
         if stopped_by is None and state.step < plan.total:
             stopped_by = "stop"
         save_checkpoint(accelerator, ckpt_dir, state.step, plan.keep_checkpoints)
+    log.finish()
     if stopped_by:
         accelerator.print(f"{stopped_by}: stopped at iteration {state.step} of {plan.total} with a checkpoint; "
                           "the same command with --resume auto goes on")

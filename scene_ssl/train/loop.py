@@ -22,7 +22,7 @@ from typing import Callable
 import timm
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, gather_object, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -36,6 +36,7 @@ from ..nonfinite import NonFiniteLossError, NonFiniteWatch
 from ..processes import check_launch, is_local_main_process, is_main_process
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
 from .data import TrainData, build_train_data
+from ..trackers import tracker_kwargs, trackers_line
 from .train_log import TrainLog
 from .preemption import StopAgreement, preemption_signals
 
@@ -149,14 +150,6 @@ class _Run:
         return StepContext(step, self.plan.total_steps, self.plan.steps_per_epoch, self.plan.forwards(step))
 
 
-def _trackers() -> list[str]:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return []
-    return ["tensorboard"]
-
-
 def make_accelerator(cfg: PretrainConfig) -> Accelerator:
     """The Accelerator a recipe trains with: mixed precision, trackers, output dir.
 
@@ -166,11 +159,9 @@ def make_accelerator(cfg: PretrainConfig) -> Accelerator:
     statistics, which only evaluation reads, are made rank 0's at the end (:func:`_finish`)
     and are rank 0's in every checkpoint.
     """
-    out = Path(cfg.output_dir)
     return Accelerator(
         mixed_precision=cfg.mixed_precision,
-        log_with=_trackers() or None,  # tensorboard when installed; train_log.jsonl always
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        **tracker_kwargs(cfg.report_to, cfg.output_dir),  # --report-to (tensorboard when installed); train_log.jsonl always
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # pinned batches, copied without blocking
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
@@ -213,8 +204,7 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
     _resume(cfg, accelerator, Path(cfg.output_dir) / "checkpoints", run.state)
     if is_main_process():  # only now: the config, the method and the data were all checked
         save_config(cfg, Path(cfg.output_dir) / "config.yaml")
-        accelerator.init_trackers("pretrain", config={k: v for k, v in dataclasses.asdict(cfg).items()
-                                                      if isinstance(v, (int, float, str, bool))})
+        TrainLog(accelerator, cfg.output_dir).start("pretrain", dataclasses.asdict(cfg))
     _print_header(run, spec.display_name if spec else type(method).__name__, threads)
     with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
         stopped_by = _train(run, StopAgreement(received, accelerator.num_processes), monitor)
@@ -278,14 +268,13 @@ def _resume(cfg: PretrainConfig, accelerator: Accelerator, ckpt_dir: Path, state
 
 def _print_header(run: _Run, display_name: str, threads: int) -> None:
     cfg, accelerator, plan = run.cfg, run.accelerator, run.plan
-    trackers = " and tensorboard (logs/)" if _trackers() else " (pip install tensorboard for curves)"
     accelerator.print(
         f"{display_name} on {cfg.backbone}: {len(run.data.dataset)} images of {cfg.data}, "
         f"{plan.steps_per_epoch} steps/epoch, {plan.total_steps} steps, lr {plan.lr:.4g} "
         f"({cfg.lr_rule(accelerator.num_processes)}), {accelerator.num_processes} process(es), {accelerator.device}"
         f"{f' ({threads} CPU thread(s))' if accelerator.device.type == 'cpu' else ''}, "
         f"mixed precision {accelerator.mixed_precision}\n"
-        f"logging to {Path(cfg.output_dir) / 'train_log.jsonl'}{trackers}")
+        f"logging to {Path(cfg.output_dir) / 'train_log.jsonl'}{trackers_line(accelerator)}")
     if accelerator.num_processes == 1 and getattr(run.method, "shuffle_bn", False) and getattr(run.method, "bn_splits", 0) == 1:
         accelerator.print("note: one process with bn_splits 1: shuffle-BN cannot act (a query and its key share batch "
                           "statistics); --bn-splits 8 gives each its own BN groups, as MoCo's single-GPU practice does")
@@ -359,7 +348,7 @@ def _begin_step(run: _Run) -> None:
 def _forward_backward(run: _Run, batch: dict, forwards: int, *, last: bool, diagnostics: bool) -> dict[str, torch.Tensor]:
     """One forward and backward of a step of ``forwards``: its loss counts 1 / ``forwards`` of
     the step's gradient, and the gradients are all-reduced across processes only at the last."""
-    batch = run.data.decode(batch)  # with --decode-on gpu the JPEGs are decoded here, on the device
+    batch = run.data.decode(batch)  # with --render device the JPEGs are decoded here, on the device
     warn_skipped(batch.get("skipped"), run.progress.skipped)
     views = run.data.to_views(batch)  # V x (B, 3, S, S) normalised, channels-last
     inputs = {"views": views, "index": batch["index"], "diagnostics": diagnostics}
@@ -457,7 +446,6 @@ def _finish(run: _Run, stopped_by: str | None) -> PretrainResult:
                           f"({checkpoint}); the same command with --resume auto goes on from there")
     elif state.step < plan.total_steps:
         accelerator.print(f"stopped at step {state.step} of {plan.total_steps} (stop_after); go on with --resume auto")
-    for tracker in accelerator.trackers:  # the curves are complete; the process group stays for the probes
-        tracker.finish()
+    TrainLog(accelerator, run.cfg.output_dir).finish()  # the curves are complete; the process group stays for the probes
     return PretrainResult(run.method, run.name, state.step, plan.total_steps, run.progress.last_logs, checkpoint,
                           Path(run.cfg.output_dir), stopped_by, skipped, run.progress.monitor, accelerator)

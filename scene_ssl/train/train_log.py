@@ -20,6 +20,18 @@ class TrainLog:
     def __init__(self, accelerator: Accelerator, out_dir: str | Path, key: str = "step") -> None:
         self.accelerator, self.path, self.key = accelerator, Path(out_dir) / "train_log.jsonl", key
 
+    def start(self, project: str, config: dict) -> None:
+        """Start the trackers (the main process's; TensorBoard under ``logs/<project>``) with the
+        run's config (its plain values)."""
+        self.accelerator.init_trackers(project, config={k: v for k, v in config.items()
+                                                        if isinstance(v, (int, float, str, bool))})
+
+    def finish(self) -> None:
+        """The curves are complete: close the trackers (the process group stays)."""
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+        self.accelerator.trackers = []  # an accelerator that trains again (fine-tuning's runs) starts new ones
+
     def write(self, logs: dict[str, float], step: int) -> None:
         self.accelerator.log(logs, step=step)
         if is_main_process():

@@ -62,7 +62,7 @@ def test_the_grid_picks_the_best_val_setting_and_retrains_on_train_plus_val(scen
 
     seen = []
 
-    def fake(source, train, test, cfg, *, single, lr, weight_decay, seed, accelerator, desc="fine-tune"):
+    def fake(source, train, test, cfg, *, single, lr, weight_decay, seed, accelerator, desc="fine-tune", log_dir=None):
         seen.append({"source": source, "train": len(train), "test": len(test), "lr": lr, "wd": weight_decay})
         good = 90.0 if (lr, round(weight_decay * lr, 12)) == (0.01, 1e-4) else 10.0 + lr  # the best: lr 0.01, wd 1e-4 / lr
         return Run({"top1": good, "top5": good, "mean_per_class": good}, None)
@@ -95,8 +95,10 @@ def test_an_official_val_split_is_used_then_joined_to_train(scenes, export, tmp_
 def test_the_quick_recipe_runs_two_seeds_and_puts_mean_and_std_in_the_card(scenes, export, tmp_path):
     rows = load_recipe("finetune_classification").main([
         "--model", str(export), "--data", f"coco:{scenes}", "--image-size", "32", "--steps", "3", "--batch-size", "8",
-        "--num-workers", "0", "--seeds", "0,1", "--output-dir", str(tmp_path / "out")])
+        "--num-workers", "0", "--seeds", "0,1", "--output-dir", str(tmp_path / "out"), "--log-every", "2"])
     assert set(rows["results"]) == {"pretrained", "random init"} and rows["runs"] == 2
+    logged = [json.loads(line) for line in (tmp_path / "out" / "seed_1" / "random_init" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [2, 3] and all(r["loss"] > 0 for r in logged)  # each final run's own log
     assert set(rows["seeds"]) == {0, 1} and (tmp_path / "out" / "seed_1" / "result.json").is_file()
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["results"]["pretrained"]["top1"] == pytest.approx(
