@@ -9,14 +9,14 @@ collate and the worker-to-main transfer are all counted. Runs are interleaved an
 median is reported (the machines are noisy).
 
     python benchmarks/bench_data.py                      # 1 worker, 224 px, COCO-sized JPEGs
-    python benchmarks/bench_data.py --workers 2 --size 224 --batches 20
+    python benchmarks/bench_data.py --num-workers 2 --size 224 --batches 20
     python benchmarks/bench_data.py --device cuda        # + the GPU path: decode-only workers, on-device render
 
 The "shards" row reads the same images from webdataset-style tar shards (``wds:``, written
 by ``python -m scene_ssl.data.shards``) instead of one file each: the streaming path for
 data beyond one disk, same views, same workers.
 
-With ``--device`` it also times the ``augment_on=gpu`` path: workers that only decode and
+With ``--device`` it also times the ``--render process`` path: workers that only decode and
 draw parameters (images/s per worker), and the batched device renderer (images/s and
 views/s, synchronised), so that the two halves of the end-to-end number can be told apart.
 """
@@ -35,6 +35,7 @@ import torchvision.transforms as T
 from PIL import Image, ImageFilter, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
+from scene_ssl.config import add_num_workers, parse_tool_args
 from scene_ssl.data import ViewDataset, collate_decoded, collate_views, load_dataset, load_stream, make_scenes
 from scene_ssl.data.shards import write_shards
 from scene_ssl.data.stream import ShardedViewStream
@@ -137,7 +138,7 @@ def _stream_throughput(dataset: ShardedViewStream, workers: int, batches: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workers", type=int, default=1)
+    add_num_workers(ap, 1, old="--workers")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--batches", type=int, default=12)
@@ -146,7 +147,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="folder of JPEGs (default: generated 640x480 scenes)")
     ap.add_argument("--device", default=None, help="also time the decode-only workers and the renderer on this device")
     ap.add_argument("--render-batch", type=int, default=128, help="images per renderer call with --device")
-    args = ap.parse_args()
+    args = parse_tool_args(ap)
     torch.set_num_threads(1)
 
     if args.data is None:
@@ -175,15 +176,15 @@ def main() -> None:
                 else:
                     ds, kw = ours[method], {"collate_fn": collate_views}
                 sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=needed)
-                loader = DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+                loader = DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
                                     persistent_workers=False, **kw)
                 results.setdefault((method, impl), []).append(_throughput(loader, args.batches))
 
     shards = write_shards(f"folder:{folder}", "train", Path(tempfile.mkdtemp(prefix="bench_shards_")),
-                          shard_size=max(1, len(files) // (4 * max(1, args.workers))), progress=False)
+                          shard_size=max(1, len(files) // (4 * max(1, args.num_workers))), progress=False)
     stream = ShardedViewStream(load_stream(f"wds:{shards[0].parent}"), MoCoV2Transform(size=args.size),
-                               batch_size=args.batch_size, num_workers=args.workers, shuffle_buffer=64)
-    results[("moco", "shards")] = [_stream_throughput(stream, args.workers, args.batches) for _ in range(args.rounds)]
+                               batch_size=args.batch_size, num_workers=args.num_workers, shuffle_buffer=64)
+    results[("moco", "shards")] = [_stream_throughput(stream, args.num_workers, args.batches) for _ in range(args.rounds)]
 
     cpu_ms = {}
     for method in ("moco", "bam"):
@@ -191,8 +192,8 @@ def main() -> None:
         paths = {"baseline (authors' loader)": BaselineDataset(files, method, args.size),
                  "scene_ssl, full decode": ViewDataset(dataset, transform, reduce_decode=False),
                  "scene_ssl": ours[method],
-                 "decode only (--augment-on gpu)": ViewDataset(dataset, transform, render="device"),
-                 "read bytes only (--decode-on gpu)": ViewDataset(dataset, transform, render="bytes")}
+                 "decode only (--render process)": ViewDataset(dataset, transform, render="process"),
+                 "read bytes only (--render device)": ViewDataset(dataset, transform, render="device")}
         for name, ds in paths.items():
             cpu_ms[(method, name)] = statistics.median(_cpu_ms(ds, args.batch_size) for _ in range(args.rounds))
 
@@ -201,11 +202,11 @@ def main() -> None:
         device = torch.device(args.device)
         for method in ("moco", "bam"):
             transform = ours[method].transform
-            decoded = ViewDataset(dataset, transform, render="device")
+            decoded = ViewDataset(dataset, transform, render="process")
             sampler = torch.utils.data.RandomSampler(decoded, replacement=True, num_samples=needed)
-            loader = DataLoader(decoded, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+            loader = DataLoader(decoded, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
                                 collate_fn=collate_decoded)
-            decode_ips = statistics.median(_throughput_views(loader, args.batches) for _ in range(args.rounds)) / args.workers
+            decode_ips = statistics.median(_throughput_views(loader, args.batches) for _ in range(args.rounds)) / args.num_workers
             renderer = DeviceViewRenderer(transform.pipelines, MEAN, STD).to(device)
             batch = collate_decoded([decoded[i % len(decoded)] for i in range(args.render_batch)])
             batch = {k: (v.to(device) if torch.is_tensor(v) else {kk: vv.to(device) for kk, vv in v.items()} if isinstance(v, dict) else v)
@@ -223,16 +224,16 @@ def main() -> None:
             device_rows[method] = (decode_ips, render_ips)
 
     views = {"moco": 2, "bam": 8}
-    print(f"\ndata pipeline, {args.workers} worker(s), {args.size}px views, 640x480 JPEGs, median of {args.rounds} rounds")
+    print(f"\ndata pipeline, {args.num_workers} worker(s), {args.size}px views, 640x480 JPEGs, median of {args.rounds} rounds")
     print("| method | pipeline | images/s/worker | views/s/worker | speed-up |")
     print("|---|---|---:|---:|---:|")
     for method in ("moco", "bam"):
-        base = statistics.median(results[(method, "baseline")]) / args.workers
+        base = statistics.median(results[(method, "baseline")]) / args.num_workers
         for impl in ("baseline", "scene_ssl"):
-            ips = statistics.median(results[(method, impl)]) / args.workers
+            ips = statistics.median(results[(method, impl)]) / args.num_workers
             print(f"| {method} ({views[method]} views) | {impl} | {ips:.1f} | {ips * views[method]:.1f} | {ips / base:.2f}x |")
         if (method, "shards") in results:
-            ips = statistics.median(results[(method, "shards")]) / args.workers
+            ips = statistics.median(results[(method, "shards")]) / args.num_workers
             print(f"| {method} ({views[method]} views) | scene_ssl from tar shards (wds:) | {ips:.1f} | "
                   f"{ips * views[method]:.1f} | {ips / base:.2f}x |")
     print("\nCPU time per image in the worker (one thread, median of the rounds)")
@@ -241,7 +242,7 @@ def main() -> None:
     for (method, name), ms in cpu_ms.items():
         print(f"| {method} | {name} | {ms:.2f} |")
     if device_rows:
-        print(f"\naugment_on=gpu path: decode-only workers and the batched renderer on {args.device} "
+        print(f"\n--render process path: decode-only workers and the batched renderer on {args.device} "
               f"({args.render_batch} images per call)")
         print("| method | decode images/s/worker | render images/s | render views/s |")
         print("|---|---:|---:|---:|")

@@ -8,7 +8,7 @@ same backbone, views and epochs) and ``simsiam_matched`` (SimSiam with as many v
 image as BAM).
 
     python benchmarks/bench_learning.py                                   # CPU: the embedded scenes, 3 seeds
-    python benchmarks/bench_learning.py --seeds 1 --epochs 2              # a smoke run
+    python benchmarks/bench_learning.py --seeds 0 --epochs 2              # a smoke run
     python benchmarks/bench_learning.py --scale gpu --data coco:/data/coco --probe-data coco:/data/coco
 
 Each method starts from its registered quick config (``recipes/configs/<method>_scenes.yaml``),
@@ -32,7 +32,7 @@ from accelerate.state import AcceleratorState, GradientState
 from PIL import Image, ImageDraw, ImageFont
 
 from _references import REFERENCES, SupervisedConfig
-from scene_ssl.config import load_config
+from scene_ssl.config import add_num_workers, add_output_dir, load_config, parse_tool_args
 from scene_ssl.data import load_dataset, num_classes
 from scene_ssl.data.sources import default_splits
 from scene_ssl.models import TimmBackbone, get_method, method_names
@@ -68,7 +68,7 @@ def method_config(method: str, seed: int, args):
     if method == "supervised":
         values["num_classes"] = num_classes(load_dataset(args.data, "train"))
     values.update(seed=seed, data=args.data, epochs=epochs, export=False, probe_data=None,
-                  monitor_every=0, output_dir=str(Path(args.out) / "runs" / f"{method}_seed{seed}"), save_every=0)
+                  monitor_every=0, output_dir=str(Path(args.output_dir) / "runs" / f"{method}_seed{seed}"), save_every=0)
     if args.max_steps:
         values["max_steps"] = args.max_steps * epochs // args.epochs
     return load_config(cls, None, values)
@@ -80,7 +80,7 @@ def probe(backbone, args, probe_size: int, seed: int) -> dict[str, float]:
     train_split, val_split = default_splits(args.probe_data)
     train = load_dataset(args.probe_data, train_split, drop_unlabeled=True)
     val = load_dataset(args.probe_data, val_split, drop_unlabeled=True)
-    opts = HeadOptions(image_size=probe_size, epochs=args.probe_epochs, num_workers=min(2, args.workers), seed=seed)
+    opts = HeadOptions(image_size=probe_size, epochs=args.probe_epochs, num_workers=min(2, args.num_workers), seed=seed)
     linear = score(*linear_probe(backbone, train, val, opts), single_label=False)
     knn = score(*knn_probe(backbone, train, val, dataclasses.replace(opts, pool="avg")), single_label=False,
                 threshold=0.5, apply_sigmoid=False)
@@ -181,23 +181,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data", default="scenes", help="pretraining data spec")
     ap.add_argument("--probe-data", default=None, help="labeled data of the probes (default: --data)")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2],
+                    help="seeds of every method, e.g. 0,1,2 (default: 0,1,2)")
     ap.add_argument("--epochs", type=int, default=10, help="the budget of every method, epochs over the same data")
     ap.add_argument("--max-steps", type=int, default=None, help="a budget in steps instead (smoke tests)")
     ap.add_argument("--probe-epochs", type=int, default=100)
     ap.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--out", default="outputs/bench_learning")
-    args = ap.parse_args(argv)
+    add_num_workers(ap, 1, old="--workers")
+    add_output_dir(ap, "outputs/bench_learning", "folder of the runs, the table and the plot", old="--out")
+    args = parse_tool_args(ap, argv)
     args.probe_data = args.probe_data or args.data
-    out = Path(args.out)
+    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict]] = {}
     finished = finished_runs(out / "runs.jsonl", args)
     for method in args.methods.split(","):
         if method not in METHODS:
             raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-        for seed in range(args.seeds):
+        for seed in args.seeds:
             row = finished.get((method, seed))
             if row is None:
                 row = run_one(method, seed, args)
@@ -207,10 +208,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{method} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()), flush=True)
     summary = summarise(rows)
     budget = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs} epochs"
-    text = table(summary, args.seeds)
+    text = table(summary, len(args.seeds))
     print(f"\nlearning benchmark: {args.data}, {budget} per method, {args.scale} scale\n{text}")
     (out / "bench_learning.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))
-    draw(summary, f"{args.data}, {budget}, {args.seeds} seed(s): mean ± std", out / "bench_learning.png")
+    draw(summary, f"{args.data}, {budget}, {len(args.seeds)} seed(s): mean ± std", out / "bench_learning.png")
     print(f"wrote {out / 'bench_learning.json'} and {out / 'bench_learning.png'}")
     return summary
 

@@ -11,11 +11,11 @@ x 4 blocks x 2 views. images/s counts source images, crops/s every view the meth
 
 ``--end-to-end`` adds the real training loop (``scene_ssl.train.pretrain``) fed from JPEG
 files (generated 640x480 scenes unless ``--data``), with the augmentation in the data-loader
-workers (``augment_on=cpu``), on the device (``augment_on=gpu``), and with the JPEGs decoded
-on the device too (``decode_on=gpu``: the workers only read bytes),
+workers (``--render cpu``), on the device (``--render process``), and with the JPEGs decoded
+on the device too (``--render device``: the workers only read bytes),
 reporting the steady-state images/s of the loop's own log next to the same supervised row:
 
-    python benchmarks/bench_step.py --end-to-end --workers 14 --methods mls,bam
+    python benchmarks/bench_step.py --end-to-end --num-workers 14 --methods mls,bam
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
+from scene_ssl.config import add_bool_flag, add_num_workers, parse_tool_args
 from scene_ssl.data.workers import use_cpu_threads
 from scene_ssl.models import TimmBackbone, get_method, method_names
 
@@ -147,10 +148,10 @@ def end_to_end(args, methods, device) -> dict:
     for method in methods:
         if method == "supervised":
             continue
-        for aug, decode in (("cpu", "cpu"), ("gpu", "cpu"), ("gpu", "gpu")):
-            common = dict(data=data, backbone=args.backbone, image_size=args.image_size, num_workers=args.workers,
+        for render in ("cpu", "process", "device"):
+            common = dict(data=data, backbone=args.backbone, image_size=args.image_size, num_workers=args.num_workers,
                           max_steps=args.e2e_steps, log_every=args.e2e_steps // 2, save_every=0, export=False,
-                          augment_on=aug, decode_on=decode, output_dir=str(tmp / f"{method}_{aug}_{decode}"),
+                          render=render, output_dir=str(tmp / f"{method}_{render}"),
                           channels_last=args.channels_last,
                           mixed_precision="no" if args.precision == "fp32" else args.precision, compile=args.compile)
             cfg = crop_matched_config(method, common, args.batch_size)
@@ -158,7 +159,8 @@ def end_to_end(args, methods, device) -> dict:
             summary = pretrain(cfg, accelerator=accelerator)
             views = summary.model.num_views
             ips = summary.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
-            label = {"cpu": "CPU augmentation", "gpu": "GPU augmentation"}[aug] + (" + GPU decode" if decode == "gpu" else "")
+            label = {"cpu": "views in the workers", "process": "views on the device",
+                     "device": "views and decode on the device"}[render]
             rows[(method, label)] = {"images_s": ips, "crops_s": ips * views}
             del summary
             if device.type == "cuda":
@@ -181,17 +183,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--compile", action="store_true")
+    add_bool_flag(ap, "--channels-last", True, "channels-last memory format")
+    add_bool_flag(ap, "--compile", False, "torch.compile the encoders")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--end-to-end", action="store_true", help="also time the real loop from JPEGs, cpu vs gpu augmentation")
-    ap.add_argument("--workers", type=int, default=8, help="data-loader workers for --end-to-end")
+    add_bool_flag(ap, "--end-to-end", False, "also time the real loop from JPEGs, each --render")
+    add_num_workers(ap, 8, "data-loader processes for --end-to-end", old="--workers")
     ap.add_argument("--images", type=int, default=1024, help="generated JPEGs for --end-to-end")
     ap.add_argument("--e2e-steps", type=int, default=40)
     ap.add_argument("--copies", type=int, default=8, help="hard-linked copies of the generated JPEGs")
     ap.add_argument("--data", default=None, help="dataset spec for --end-to-end (default: generated 640x480 scenes)")
     ap.add_argument("--threads", type=int, default=None, help="CPU compute threads (default: every core)")
-    args = ap.parse_args()
+    args = parse_tool_args(ap)
     device = torch.device(args.device)
     threads = use_cpu_threads(args.threads, 0, device)  # synthetic tensors: no data workers
     if args.precision is None:
@@ -215,7 +217,7 @@ def main() -> None:
               f"{r['images_s'] / base['images_s']:.2f}x | {r['crops_s'] / base['crops_s']:.2f}x |")
     if args.end_to_end:
         e2e = end_to_end(args, methods, device)
-        print(f"\nend to end from 640x480 JPEGs, {args.workers} workers, real loop (steady state), {name}")
+        print(f"\nend to end from 640x480 JPEGs, {args.num_workers} workers, real loop (steady state), {name}")
         print("| method | augmentation | images/s | crops/s | images/s vs supervised | crops/s vs supervised |")
         print("|---|---|---:|---:|---:|---:|")
         for (m, aug), r in e2e.items():

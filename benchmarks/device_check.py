@@ -1,7 +1,7 @@
 """Every GPU number in one call, under 8 minutes on one CUDA device.
 
-    python benchmarks/device_check.py --out DIR            # on a GPU machine
-    python benchmarks/device_check.py --smoke --out DIR    # every section on the CPU, tiny, < 2 minutes
+    python benchmarks/device_check.py --output-dir DIR            # on a GPU machine
+    python benchmarks/device_check.py --smoke --output-dir DIR    # every section on the CPU, tiny, < 2 minutes
 
 Writes ``DIR/device_report.md`` (tables) and ``DIR/device_report.json`` (every figure) and
 prints each table as its section ends. Each section runs in a process of its own with its
@@ -16,7 +16,7 @@ reported with the rows it finished, and the others still run.
    method, eager and ``--compile`` (the trunks, as the loop compiles them); images/s, ratio
    to supervised, peak memory.
 4. ``e2e``: the real loop from 640x480 JPEGs written to local disk, MLS and BAM, each through
-   the three data paths (CPU views, ``--augment-on gpu``, ``--decode-on gpu``) with CPU
+   the three data paths (``--render cpu``, ``process``, ``device``) with CPU
    cores - 2 workers, then MLS with ``compile=True``; images/s, ratio to supervised, mean
    worker CPU and GPU utilisation, and whether the run's export (from the GPU) was written.
 5. ``learning``: bench_learning.py ``--scale gpu`` for random init, MoCo v2, MLS, BAM and the
@@ -190,15 +190,14 @@ def section_e2e(args, emit) -> None:
     supervised = bench_step.bench("supervised", opts, device)["images_s"]
     workers = 0 if smoke else max(1, (os.cpu_count() or 3) - 2)
     steps = 2 if smoke else 60
-    runs = [(method, aug, decode, False) for method in ("mls", "bam")
-            for aug, decode in (("cpu", "cpu"), ("gpu", "cpu"), ("gpu", "gpu"))]
+    runs = [(method, render, False) for method in ("mls", "bam") for render in ("cpu", "process", "device")]
     if not smoke:  # compiling on a CPU takes longer than the whole smoke run
-        runs.append(("mls", "gpu", "cpu", True))
-    for method, aug, decode, compiled in runs:
+        runs.append(("mls", "process", True))
+    for method, render, compiled in runs:
         spec = get_method(method)
         common = dict(data=f"coco:{root}", backbone=backbone, image_size=image_size, num_workers=workers,
                       max_steps=steps, log_every=max(1, steps // 3), save_every=0, probe_data=None,
-                      augment_on=aug, decode_on=decode, output_dir=str(tmp / f"{method}_{aug}_{decode}_{compiled}"),
+                      render=render, output_dir=str(tmp / f"{method}_{render}_{compiled}"),
                       channels_last=not smoke, mixed_precision="no" if smoke else "bf16", compile=compiled)
         if smoke:  # small heads and queues: the paper's are minutes of CPU time
             fields = {f.name for f in dataclasses.fields(spec.config)}
@@ -209,7 +208,8 @@ def section_e2e(args, emit) -> None:
             run = bench_learning.fresh_pretrain(cfg, cpu=device.type == "cpu")
         ips = run.losses["images_per_s"]  # the last log window: workers warm, cuDNN tuned
         exported = export_run(run, cfg)  # from the model where it trained (the GPU)
-        emit({"method": method, "path": {"cpu": "CPU views", "gpu": "augment on GPU"}[aug] + (" + decode on GPU" if decode == "gpu" else "")
+        emit({"method": method, "path": {"cpu": "CPU views", "process": "views on the GPU (--render process)",
+                                          "device": "views and decode on the GPU (--render device)"}[render]
               + (" + compile" if compiled else ""), "workers": workers, "images_s": round(ips, 1),
               "crops_s": round(ips * views, 1), "vs_supervised_crops": round(ips * views / supervised, 3), **use.means(),
               "exported": exported is not None and (exported / "model.safetensors").is_file()})
@@ -227,10 +227,10 @@ def section_learning(args, emit) -> None:
 
         data = probe_data = "coco:" + str(make_scenes(Path(tempfile.mkdtemp()) / "s", num_classes=4, num_train=256, num_val=16,
                                                        image_size=(48, 36)))
-    argv = ["--methods", methods, "--seeds", "1", "--out", str(Path(args.rows).parent / "learning"),
+    argv = ["--methods", methods, "--seeds", "0", "--output-dir", str(Path(args.rows).parent / "learning"),
             "--data", data, "--probe-data", probe_data]
     argv += ["--max-steps", "2", "--probe-epochs", "2"] if args.smoke else ["--scale", "gpu", "--epochs", str(args.learning_epochs),
-                                                                              "--workers", str(max(1, (os.cpu_count() or 3) - 2))]
+                                                                              "--num-workers", str(max(1, (os.cpu_count() or 3) - 2))]
     summary = bench_learning.main(argv)
     for method, stats in summary.items():
         emit({"method": method, **{k: round(v[0], 3) for k, v in stats.items()}})
@@ -308,20 +308,22 @@ def _with_ratios(name: str, rows: list[dict]) -> list[dict]:
 
 
 def main() -> dict:
+    from scene_ssl.config import add_bool_flag, add_output_dir, parse_tool_args
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="folder of device_report.md / .json")
-    ap.add_argument("--smoke", action="store_true", help="every section on the CPU, tiny, a few steps")
+    add_output_dir(ap, None, "folder of device_report.md / .json", old="--out")
+    add_bool_flag(ap, "--smoke", False, "every section on the CPU, tiny, a few steps")
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--learning-data", default="scenes", help="labelled data spec of the learning section")
     ap.add_argument("--learning-probe-data", default=None, help="its probes' data (default: --learning-data)")
     ap.add_argument("--learning-epochs", type=int, default=20, help="the learning section's budget at --scale gpu")
     ap.add_argument("--section", default=None, help=argparse.SUPPRESS)  # internal: run one section
     ap.add_argument("--rows", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = parse_tool_args(ap)
     if args.section:
         globals()[f"section_{args.section}"](args, lambda row: _emit(args.rows, row))
         return {}
-    out = Path(args.out)
+    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report, start = {"smoke": args.smoke, "sections": {}}, time.perf_counter()
     lines = [f"# device check{' (smoke: CPU, tiny models)' if args.smoke else ''}", ""]

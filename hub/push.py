@@ -25,6 +25,7 @@ import yaml
 from huggingface_hub import HfApi, get_token
 
 from scene_ssl.card import dataset_name
+from scene_ssl.config import add_bool_flag
 from scene_ssl.export import evaluation_result, read_export, save_pretrained
 from scene_ssl.metrics import METRIC_NAMES
 from scene_ssl.loading import export_folder, load_backbone, trained_method
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None):
     ap.add_argument("source", help="training output folder or export folder")
     ap.add_argument("repo_id", help="org/name on the Hub")
     ap.add_argument("--token", default=None)
-    ap.add_argument("--private", action="store_true")
-    ap.add_argument("--create-pr", action="store_true")
+    add_bool_flag(ap, "--private", False, "create the repo private")
+    add_bool_flag(ap, "--create-pr", False, "upload as a pull request")
     ap.add_argument("--revision", default=None)
     ap.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     ap.add_argument("--tag", default=None, help="pretrained tag (default: the export's)")

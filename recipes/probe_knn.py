@@ -1,21 +1,9 @@
 """k-NN probe on frozen, L2-normalised backbone features (cosine similarity).
 
-Single-label data: top-1 / top-5 accuracy of the similarity-weighted vote of the k nearest
-training images. Multi-label data: mAP, CP, CR, CF1, OP, OR, OF1 of the weighted label vote.
-
-    accelerate launch recipes/probe_knn.py --model outputs/mls_scenes --k 20
-    accelerate launch recipes/probe_knn.py --model hf-hub:org/name --data folder:/data/flowers --image-size 224
+The recipe lives in the package (``scene_ssl.recipes.probe_knn``), so that an installed wheel runs it
+too: ``accelerate launch -m scene_ssl.recipes.probe_knn``; ``--help`` tells the rest.
 """
-from __future__ import annotations
-
-from scene_ssl.config import parse_config, user_errors
-from scene_ssl.probe import KNNProbeConfig, run_knn_probe
-
-
-def main(argv: list[str] | None = None) -> dict:
-    with user_errors(KNNProbeConfig):  # a bad flag, spec or file: one line and exit status 2
-        return run_knn_probe(parse_config(KNNProbeConfig, argv, description=__doc__))
-
+from scene_ssl.recipes.probe_knn import main
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,8 @@ from .nonfinite import NonFiniteLossError
 from .processes import is_main_process
 
 __all__ = ["option", "load_config", "parse_config", "parse_recipe_config", "save_config", "config_to_dict",
-           "user_errors", "flag_name"]
+           "user_errors", "flag_name", "default_of", "add_bool_flag", "add_output_dir", "add_num_workers", "parse_bool",
+           "parse_tool_args"]
 
 C = TypeVar("C")
 
@@ -163,6 +164,55 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
 
 
 # -- the command line -----------------------------------------------------------------------
+#
+# One convention for every recipe and tool (the README's table): --config YAML, --output-dir,
+# --data, --seed / --seeds 0,1,2, --num-workers, and booleans as --flag true|false (a bare
+# --flag means true). The argparse tools (shards, hub, benchmarks) use the helpers below.
+
+def parse_bool(text: str) -> bool:
+    """``true`` / ``false`` (also 1 / 0, yes / no, on / off) as a bool, for ``--flag true|false``."""
+    return _convert("flag", bool, text)
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, flag: str, default: bool, help: str) -> None:
+    """``--flag true|false`` (a bare ``--flag`` means true), as every recipe's booleans."""
+    parser.add_argument(flag, nargs="?", const=True, default=default, type=parse_bool, metavar="BOOL",
+                        help=f"{help} (default: {str(default).lower()})")
+
+
+class _DeprecatedAlias(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated; use {self.metadata}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_output_dir(parser: argparse.ArgumentParser, default: str | None, help: str, *, old: str | None = None) -> None:
+    """``--output-dir DIR`` (required without a default); ``old`` (e.g. ``--out``) still
+    accepted with a one-line deprecation notice."""
+    parser.add_argument("--output-dir", default=default, required=default is None and old is None, metavar="DIR",
+                        help=f"{help}" + (f" (default: {default})" if default else " (required)"))
+    if old:
+        action = parser.add_argument(old, dest="output_dir", action=_DeprecatedAlias, help=argparse.SUPPRESS)
+        action.metadata = "--output-dir"
+
+
+def add_num_workers(parser: argparse.ArgumentParser, default: int, help: str = "data-loader processes", *,
+                    old: str | None = None) -> None:
+    """``--num-workers N``; ``old`` (e.g. ``--workers``) still accepted with a one-line notice."""
+    parser.add_argument("--num-workers", type=int, default=default, metavar="INT", help=f"{help} (default: {default})")
+    if old:
+        action = parser.add_argument(old, dest="num_workers", type=int, action=_DeprecatedAlias, help=argparse.SUPPRESS)
+        action.metadata = "--num-workers"
+
+
+def parse_tool_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` that also insists on ``--output-dir`` where it has no default
+    (given under its old spelling too)."""
+    args = parser.parse_args(argv)
+    if getattr(args, "output_dir", "") is None:
+        parser.error("the following arguments are required: --output-dir")
+    return args
+
 
 def _metavar(tp) -> str:
     inner, optional = _unwrap_optional(tp)
@@ -192,7 +242,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, default_config
     for name, (tp, f) in _fields(cls).items():
         default = from_yaml.get(name, f.default)
         where = f", from {Path(path).name}" if name in from_yaml else ""
-        parser.add_argument(flag_name(name), dest=name, default=argparse.SUPPRESS, metavar=_metavar(tp),
+        bare = {"nargs": "?", "const": "true"} if _unwrap_optional(tp)[0] is bool else {}  # a bare --flag means true
+        parser.add_argument(flag_name(name), dest=name, default=argparse.SUPPRESS, metavar=_metavar(tp), **bare,
                             help=f"{f.metadata.get('help', '')} (default: {default}{where})".replace("%", "%%"))
     args = vars(parser.parse_args(argv))
     args.pop("config")
@@ -202,7 +253,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, default_config
 def parse_recipe_config(cls: type[C], argv: Sequence[str] | None, default_config: str | Path, description: str | None = None) -> C:
     """:func:`parse_config` for a recipe with a default YAML, telling the user when it is used."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--config" or a.startswith("--config=") for a in argv) and not {"-h", "--help"} & set(argv):
+    if (not any(a == "--config" or a.startswith("--config=") for a in argv) and not {"-h", "--help"} & set(argv)
+            and is_main_process()):
         print(f"no --config given: using {default_config} (the embedded quick run)")
     return parse_config(cls, argv, default_config=default_config, description=description)
 

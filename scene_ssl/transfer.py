@@ -15,14 +15,47 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .config import default_of, option
+from .data.workers import DEFAULT_WORKERS, THREADS_HELP, WORKERS_HELP, check_threads
+
 from .export import add_results, evaluation_result
 from .loading import export_folder, load_backbone
 from .processes import is_main_process
 from .seeds import run_seeds
+from .models import MLSConfig
+from .trackers import REPORT_TO_HELP, check_report_to
 from .train.iterations import FinetuneResult
 
-__all__ = ["compared_sources", "run_transfer", "metrics_table", "write_metrics_json", "add_card_result", "seed_rows"]
+__all__ = ["TransferConfig", "compared_sources", "run_transfer", "metrics_table", "write_metrics_json", "add_card_result", "seed_rows"]
 
+
+
+@dataclasses.dataclass
+class TransferConfig:
+    """The fields every transfer recipe (detection, segmentation) has: which backbone against
+    random init, how the run is launched, logged, seeded, checkpointed and resumed."""
+
+    model: str = option(default_of(MLSConfig, "output_dir"), "pretrained backbone: training output | export folder | "
+                                                              "local-dir:... | hf-hub:... | random:<timm name>")
+    compare_random: bool = option(True, "also fine-tune random:<same architecture> with the same settings")
+    mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
+    report_to: str = option("auto", REPORT_TO_HELP)
+    num_workers: int = option(DEFAULT_WORKERS, WORKERS_HELP)
+    threads: int | None = option(None, THREADS_HELP)
+    seed: int = option(0, "seed of the heads, the data order and the augmentation")
+    seeds: tuple[int, ...] | None = option(None, "run once per seed (e.g. 0,1,2; a finished seed is not rerun) and "
+                                                 "report mean ± std (n)")
+    output_dir: str = option("outputs/transfer", "where checkpoints, logs and metrics.json go")
+    log_every: int = option(20, "iterations between log lines")
+    save_every: int = option(5000, "iterations between checkpoints (0: only at the end)")
+    keep_checkpoints: int = option(1, "checkpoints kept per model")
+    resume: str | None = option(None, "auto (resume if a checkpoint exists, else start) | latest | a checkpoint folder")
+
+    def check(self) -> None:
+        check_threads(self.threads)
+        check_report_to(self.report_to)
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
 
 def compared_sources(model: str, compare_random: bool) -> dict[str, str]:
     """name -> source: the pretrained backbone and, for comparison, random init of its architecture."""

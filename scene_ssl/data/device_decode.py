@@ -1,6 +1,6 @@
 """Decode JPEGs on the training device: workers pass bytes, the batch is decoded at once.
 
-With ``--decode-on gpu`` (and ``--augment-on gpu``) a data-loader worker only reads each
+With ``--render device`` a data-loader worker only reads each
 file's bytes and its JPEG header (the size the views are drawn for, with the same sampler and
 seeding as every other path); the training process decodes the whole batch with
 ``torchvision.io.decode_jpeg`` on its device (nvJPEG on a GPU, batched; libjpeg-turbo on the

@@ -55,7 +55,7 @@ def load_dataset(spec: str, split: str = "train", *, drop_unlabeled: bool = Fals
         >>> load_dataset("imagenet")
         Traceback (most recent call last):
         ...
-        ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>[?streaming=1], folder:<path>, wds:<shards>, voc:<VOCdevkit>[?years=2007,2012], torchvision:<...>:<root>, cub:<CUB_200_2011>, indoor67:<path>
+        ValueError: unknown dataset spec 'imagenet'; expected one of: scenes, coco:<path>, hf:<repo id or folder>[?streaming=1], folder:<path>, ...
     """
     source, arg = parse_spec(spec)
     if source.streamed(arg) or source.load is None:

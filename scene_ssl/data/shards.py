@@ -6,7 +6,7 @@ and ``labels`` (class indices). ``index.json`` beside the shards lists each shar
 count and the class names, so that readers know the epoch length without a pass over the
 data. Shards are read sequentially (local paths, or any URL fsspec opens), never extracted.
 
-    python -m scene_ssl.data.shards --data coco:/data/coco --split train --out /data/shards/coco-train --shard-size 1000
+    python -m scene_ssl.data.shards --data coco:/data/coco --split train --output-dir /data/shards/coco-train --shard-size 1000
     accelerate launch recipes/pretrain_mls.py --data wds:/data/shards/coco-train
     accelerate launch recipes/pretrain_mls.py --data "wds:https://host/coco-train-{000000..000118}.tar"
 """
@@ -23,7 +23,7 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
-from ..config import user_errors
+from ..config import add_bool_flag, add_output_dir, parse_tool_args, user_errors
 from .decode import read_bytes
 from .load import load_dataset
 from .schema import class_names
@@ -101,13 +101,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="any data spec: scenes | coco:/path | hf:<repo or folder> | folder:/path")
     ap.add_argument("--split", default="train")
-    ap.add_argument("--out", required=True, help="folder for the shards and index.json")
+    add_output_dir(ap, None, "folder for the shards and index.json", old="--out")
     ap.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
-    ap.add_argument("--overwrite", action="store_true", help="replace the shards a folder holds already")
-    args = ap.parse_args(argv)
+    add_bool_flag(ap, "--overwrite", False, "replace the shards a folder holds already")
+    args = parse_tool_args(ap, argv)
     with user_errors():
-        shards = write_shards(args.data, args.split, args.out, shard_size=args.shard_size, overwrite=args.overwrite)
-    print(f"wrote {len(shards)} shards to {args.out}; train on them with --data wds:{args.out}")
+        shards = write_shards(args.data, args.split, args.output_dir, shard_size=args.shard_size, overwrite=args.overwrite)
+    print(f"wrote {len(shards)} shards to {args.output_dir}; train on them with --data wds:{args.output_dir}")
     return shards
 
 

@@ -148,8 +148,8 @@ class ShardedViewStream(IterableDataset):
     def __init__(self, source: StreamSource, transform: MultiViewTransform, *, batch_size: int, num_workers: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, shuffle_buffer: int = 1000,
                  render: str = "cpu", max_side: int | None = None) -> None:
-        if render not in ("cpu", "device"):
-            raise ValueError(f"render must be 'cpu' or 'device', got {render!r}")
+        if render not in ("cpu", "process"):
+            raise ValueError(f"render must be 'cpu' or 'process' (streamed data is decoded in the workers), got {render!r}")
         self.source, self.transform = source, transform
         self.batch_size, self.num_workers = int(batch_size), max(1, int(num_workers))
         self.rank, self.world_size, self.seed = rank, world_size, int(seed)

@@ -18,9 +18,10 @@ from .sampler import SharedEpoch, seeded_generator
 __all__ = ["ViewDataset", "warn_skipped", "collate_views", "collate_decoded", "collate_encoded", "worker_item", "MAX_CONSECUTIVE_FAILURES",
            "RENDER_MODES", "DECODE_SIDE_FACTOR", "decode_side", "scale_crops", "first_readable"]
 
-#: cpu: the worker renders the views; device: it decodes, the training device renders;
-#: bytes: it reads JPEG bytes, the training device decodes and renders
-RENDER_MODES = ("cpu", "device", "bytes")
+#: where the views are made (``--render``): cpu: the data workers render them (PIL);
+#: process: the workers decode, the training process renders them in batches on its device;
+#: device: the workers read JPEG bytes, the training process decodes and renders them
+RENDER_MODES = ("cpu", "process", "device")
 
 #: a run of this many unreadable images in a row means the data is broken, not noisy
 MAX_CONSECUTIVE_FAILURES = 50
@@ -65,10 +66,10 @@ class ViewDataset(SharedEpoch, Dataset):
     drew the sample, nor on where a run was stopped and resumed. Call :meth:`set_epoch`
     before each epoch; the epoch lives in shared memory, so persistent workers see it.
 
-    With ``render="device"`` the worker only decodes and draws the parameters; items are
+    With ``render="process"`` the worker only decodes and draws the parameters; items are
     ``{"image": uint8 (H, W, 3), "params": {field: (V, ...)}, ...}`` for
     :func:`collate_decoded` and :class:`~scene_ssl.transforms.DeviceViewRenderer`. With
-    ``render="bytes"`` it only reads JPEG bytes and header (other formats are decoded there):
+    ``render="device"`` it only reads JPEG bytes and header (other formats are decoded there):
     items for :func:`collate_encoded`, decoded on the device by
     :func:`~scene_ssl.data.device_decode.decode_batch`.
 
@@ -76,7 +77,7 @@ class ViewDataset(SharedEpoch, Dataset):
         dataset: a dataset with an ``image`` column (from :func:`scene_ssl.data.load_dataset`).
         transform: a :class:`~scene_ssl.transforms.MultiViewTransform`.
         seed: base seed of the augmentation.
-        render: ``"cpu"`` (PIL in the worker), ``"device"`` (decode only) or ``"bytes"`` (read only).
+        render: ``"cpu"`` (PIL in the worker), ``"process"`` (decode only) or ``"device"`` (read only).
         max_side: the longest side an image is used at (default: :func:`decode_side`): larger
             ones are decoded smaller (JPEG DCT) or resized, on every render path, and their
             views' crops scaled with them (the same crops, resampled).
@@ -104,7 +105,7 @@ class ViewDataset(SharedEpoch, Dataset):
 
     def _views(self, item: Any, index: int) -> Any:
         generator = seeded_generator(self.seed, self.epoch, index)
-        if self.render == "bytes":  # JPEGs are decoded on the training device (device_decode.py)
+        if self.render == "device":  # JPEGs are decoded on the training device (device_decode.py)
             encoded, decoded, turn, (width, height) = read_encoded(item, self.max_side)
             params = self.transform.sample(width, height, generator=generator)
             if decoded is not None:  # not for the device's decoder: decoded here, within max_side
@@ -183,9 +184,9 @@ def scale_crops(params, decoded: tuple[int, int], drawn: tuple[int, int]) -> Non
 
 def worker_item(image, params, transform: MultiViewTransform, render: str) -> dict[str, Any]:
     """What a worker hands over for one decoded image: its rendered views ``{"views": uint8
-    (V, S, S, 3)}`` (``render="cpu"``), or with ``render="device"`` the image and the views'
+    (V, S, S, 3)}`` (``render="cpu"``), or with ``render="process"`` the image and the views'
     parameters for the device renderer."""
-    if render == "device":
+    if render == "process":
         return {"image": torch.from_numpy(np.array(image)), "params": vars(params).copy()}
     return {"views": transform.render(image, params)}
 
@@ -221,7 +222,7 @@ def collate_decoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Samples of :class:`ViewDataset` ``render="bytes"`` -> ``{"encoded": [bytes arrays or
+    """Samples of :class:`ViewDataset` ``render="device"`` -> ``{"encoded": [bytes arrays or
     None], "decoded": [uint8 (H, W, 3) or None], "turns": [EXIF orientations], "names": [...],
     "params": view-major, "index", "skipped"}`` for
     :func:`~scene_ssl.data.device_decode.decode_batch`. The bytes stay numpy arrays: the loader

@@ -28,10 +28,14 @@ import os
 import signal
 import sys
 
-__all__ = ["available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS", "compute_threads", "use_cpu_threads",
+__all__ = ["DEFAULT_WORKERS", "WORKERS_HELP", "available_cpus", "worker_count", "init_worker", "PREEMPTION_SIGNALS", "compute_threads", "use_cpu_threads",
            "THREADS_HELP", "check_threads", "started_by_launcher"]
 
 #: the ``--threads`` help of every recipe config
+#: data-loader processes per training process, every recipe's default (capped at the CPUs available)
+DEFAULT_WORKERS = 8
+WORKERS_HELP = "data-loader processes per process (capped at the CPUs available)"
+
 THREADS_HELP = ("CPU runs: compute threads (default: the cores the data workers leave free, at least one; "
                 "a launcher's OMP_NUM_THREADS=1 is not taken as a choice)")
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import option
+from ..transfer import TransferConfig
 from ..schedule import schedule_iterations
 from ..data.sources import default_splits
-from ..data.workers import THREADS_HELP, check_threads
 from .data import BBOX_FORMATS
 from .model import ARCHITECTURES, BOX_HEADS, NORMS, TASKS
 
 __all__ = ["DetectionConfig", "schedule_iterations"]
 
 @dataclasses.dataclass
-class DetectionConfig:
+class DetectionConfig(TransferConfig):
     """Fine-tune a detector on a pretrained backbone, evaluate COCO AP, compare with random init."""
 
-    model: str = option("outputs/mls_scenes", "pretrained backbone: training output | export folder | local-dir:... | hf-hub:... | random:<timm name>")
-    compare_random: bool = option(True, "also fine-tune random:<same architecture> with the same settings")
     data: str = option("scenes", "detection data: scenes | coco:/path | voc:/VOCdevkit[?years=2007,2012] | hf:<repo or folder> (objects with bbox and category)")
     bbox_format: str = option("xyxy", "hf: data only: objects.bbox as xyxy (detection-datasets) | xywh (COCO)")
     train_split: str | None = option(None, "split the detector is trained on (default: the data's own: train, VOC's trainval)")
@@ -46,21 +44,12 @@ class DetectionConfig:
     weight_decay: float = option(1e-4, "SGD weight decay")
     momentum: float = option(0.9, "SGD momentum")
     warmup_iters: int = option(1000, "linear warm-up from 0.001 x lr (scaled with the schedule)")
-    mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
-    num_workers: int = option(4, "data-loader processes per training process (capped at the CPUs available)")
-    threads: int | None = option(None, THREADS_HELP)
-    seed: int = option(0, "seed of the heads, the data order and the flips")
-    seeds: tuple[int, ...] | None = option(None, "run once per seed (e.g. 0,1,2,3,4; a finished seed is not rerun) and "
-                                                 "report mean ± std (n), as MoCo averages VOC over 5 runs")
     output_dir: str = option("outputs/detection", "where checkpoints, logs and metrics.json go")
-    log_every: int = option(20, "iterations between log lines")
     save_every: int = option(5000, "iterations between checkpoints (0: only at the end)")
-    keep_checkpoints: int = option(1, "checkpoints kept per model")
-    resume: str | None = option(None, "auto (resume if a checkpoint exists, else start) | latest | a checkpoint folder")
 
     def check(self) -> None:
+        super().check()
         self.train_split, self.val_split = default_splits(self.data, self.train_split, self.val_split)
-        check_threads(self.threads)
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.eval_images is not None and self.eval_images < 1:

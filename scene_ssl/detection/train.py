@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.views import warn_skipped
 from ..data.workers import use_cpu_threads, worker_count
+from ..trackers import tracker_kwargs
 from ..processes import check_launch, rank_and_world_size
 from ..train.iterations import (EpochData, FinetuneResult, IterationPlan, shuffled_loader, sync_norm,
                                 train_iterations)
@@ -33,7 +34,7 @@ __all__ = ["FinetuneResult", "finetune_detector", "evaluate_detector", "make_det
 
 def make_detection_accelerator(cfg: DetectionConfig) -> Accelerator:
     # a batch without a positive RoI leaves the mask head unused: DDP must not wait for it
-    return check_launch(Accelerator(mixed_precision=cfg.mixed_precision,
+    return check_launch(Accelerator(mixed_precision=cfg.mixed_precision, **tracker_kwargs(cfg.report_to, cfg.output_dir),
                                     kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]))
 
 
@@ -79,7 +80,8 @@ def finetune_detector(cfg: DetectionConfig, source: str, train_data: DetectionSe
             warn_skipped(target.pop("skipped"), skipped)
         return model(images_list, targets)
 
-    run = train_iterations(accelerator, model, optimizer, data, plan, out_dir, losses, lambda batch: len(batch[0]))
+    run = train_iterations(accelerator, model, optimizer, data, plan, out_dir, losses, lambda batch: len(batch[0]),
+                           config=vars(cfg))
     unwrapped = accelerator.unwrap_model(model)
     if run.stopped_by:
         return FinetuneResult(unwrapped, run.iterations, total, {}, run.images_per_s, run.stopped_by)

@@ -10,17 +10,20 @@ naming the field, before anything is built.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from torch import nn
 
 from ..config import option
 from ..data.sources import spec_usage
-from ..data.workers import THREADS_HELP, check_threads
+from ..data.views import RENDER_MODES
+from ..data.workers import DEFAULT_WORKERS, THREADS_HELP, WORKERS_HELP, check_threads
+from ..trackers import REPORT_TO_HELP, check_report_to
 from ..transforms.multiview import MultiViewTransform
 
 __all__ = ["PretrainConfig", "AUGMENT_ON", "MIXED_PRECISION"]
 
-AUGMENT_ON = ("cpu", "gpu")
+AUGMENT_ON = ("cpu", "gpu")  # the deprecated --augment-on / --decode-on values
 MIXED_PRECISION = (None, "no", "bf16", "fp16")
 
 
@@ -34,12 +37,15 @@ class PretrainConfig:
     image_size: int = option(224, "side of the square training views, px")
     crop_scale_min: float = option(0.2, "RandomResizedCrop keeps (crop-scale-min, 1.0) of the image area")
     hue_mode: str = option("yiq", "colour-jitter hue: yiq (one colour matrix, fast) | hsv (torchvision's exact hue)")
-    augment_on: str = option("cpu", "cpu: workers render the views with PIL | gpu: workers only decode, views are rendered on the device")
-    decode_on: str = option("cpu", "with --augment-on gpu: cpu (workers decode) | gpu (workers read JPEG bytes; batched decode on the device)")
+    render: str = option("cpu", "where the views are made: cpu (the data workers, PIL) | process (the workers decode; "
+                                "the training process renders them in batches on its device) | device (the workers "
+                                "read JPEG bytes; the training process decodes and renders them)")
+    augment_on: str | None = option(None, "deprecated: --render process is the old 'gpu'")
+    decode_on: str | None = option(None, "deprecated: --render device is the old 'gpu'")
     decode_max_side: int | None = option(None, "longest side an image is used at, px (none: 4 x image-size): larger photos "
                                                "are decoded smaller (JPEG) or resized, so a batch holds at most "
                                                "batch-size x side² x 3 bytes of images (the device renderer 4x that in float32)")
-    num_workers: int = option(8, "data-loader processes per training process (capped at the CPUs available)")
+    num_workers: int = option(DEFAULT_WORKERS, WORKERS_HELP)
     threads: int | None = option(None, THREADS_HELP)
     shuffle_buffer: int = option(1000, "streamed data (wds:, hf:...?streaming=1): samples each worker shuffles among")
     # model
@@ -63,6 +69,7 @@ class PretrainConfig:
     clip_grad_norm: float | None = option(None, "clip the gradient norm to this value")
     mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
     seed: int = option(0, "seed of the weights, the views and the data order")
+    report_to: str = option("auto", REPORT_TO_HELP)
     # outputs
     output_dir: str = option("outputs/pretrain", "where checkpoints, logs, the export and config.yaml go")
     log_every: int = option(50, "optimiser steps between log lines (losses and diagnostics)")
@@ -77,15 +84,8 @@ class PretrainConfig:
     probe_image_size: int = option(224, "image side of the probes, px")
     probe_epochs: int = option(100, "epochs of the linear probe's head")
     probe_pool: str = option("avgmax", "probe pooling: avgmax (GAMP) | avg | max")
-
-    @property
-    def render(self) -> str:
-        """Where the views are made, in the one vocabulary of the data path
-        (:data:`scene_ssl.data.views.RENDER_MODES`): ``cpu`` (the workers render them),
-        ``device`` (the workers decode, the training device renders: ``--augment-on gpu``)
-        or ``bytes`` (the workers read JPEG bytes, the device decodes and renders:
-        ``--decode-on gpu``)."""
-        return "bytes" if self.decode_on == "gpu" else "device" if self.augment_on == "gpu" else "cpu"
+    probe_num_workers: int = option(2, "data-loader processes of the kNN monitor and the probe after training "
+                                       "(the training's workers are still alive beside them)")
 
     def build_method(self) -> nn.Module:
         """The method module this config trains (its hyperparameters are checked here)."""
@@ -107,6 +107,22 @@ class PretrainConfig:
         """How :meth:`lr` was worked out, for the run's header line."""
         return f"base {self.base_lr} x {self.total_batch(num_processes)}/256"
 
+    def _render_from_deprecated(self) -> None:
+        """``augment_on`` / ``decode_on`` (the old names, whose "gpu" meant the training process's
+        device, a CPU too) become ``render``, with a one-line notice; they are cleared, so the
+        saved config speaks only of ``render``."""
+        if self.augment_on is None and self.decode_on is None:
+            return
+        for name in ("augment_on", "decode_on"):
+            if getattr(self, name) not in (None, *AUGMENT_ON):
+                raise ValueError(f"{name} must be one of {AUGMENT_ON} (deprecated: use render), got {getattr(self, name)!r}")
+        if self.decode_on == "gpu" and self.augment_on != "gpu":
+            raise ValueError("decode_on gpu decodes for the device renderer: it needs augment_on gpu too (deprecated: use render device)")
+        new = "device" if self.decode_on == "gpu" else "process" if self.augment_on == "gpu" else "cpu"
+        old = " ".join(f"{n}: {getattr(self, n)}" for n in ("augment_on", "decode_on") if getattr(self, n) is not None)
+        print(f"note: {old} is deprecated; it means render: {new} (--render {new})", file=sys.stderr)
+        self.render, self.augment_on, self.decode_on = new, None, None
+
     def check(self) -> None:
         """Refuse values that cannot train; each message names its field."""
         if self.max_steps is None and self.epochs < 1:
@@ -122,12 +138,10 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
-        if self.augment_on not in AUGMENT_ON:
-            raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {self.augment_on!r}")
-        if self.decode_on not in AUGMENT_ON:
-            raise ValueError(f"decode_on must be one of {AUGMENT_ON}, got {self.decode_on!r}")
-        if self.decode_on == "gpu" and self.augment_on != "gpu":
-            raise ValueError("decode_on gpu decodes for the device renderer: it needs augment_on gpu too")
+        self._render_from_deprecated()
+        if self.render not in RENDER_MODES:
+            raise ValueError(f"render must be one of {RENDER_MODES}, got {self.render!r}")
         check_threads(self.threads)
+        check_report_to(self.report_to)
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION[1:]}, got {self.mixed_precision!r}")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import option
+from ..config import default_of, option
+from ..models import MLSConfig
 from ..data.sources import default_splits
-from ..data.workers import THREADS_HELP, check_threads
+from ..data.workers import DEFAULT_WORKERS, THREADS_HELP, WORKERS_HELP, check_threads
 
 __all__ = ["LinearProbeConfig", "KNNProbeConfig"]
 
@@ -24,7 +25,7 @@ def _with_splits(cfg) -> None:
 class LinearProbeConfig:
     """The BAM authors' GAMP linear probe (defaults), on any checkpoint and dataset."""
 
-    model: str = option("outputs/mls_scenes", _MODEL)
+    model: str = option(default_of(MLSConfig, "output_dir"), _MODEL)
     data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | voc:/VOCdevkit[?years=2007] | folder:/path (class subfolders)")
     train_split: str | None = option(None, f"split the head is trained on {_SPLITS}")
     val_split: str | None = option(None, f"split the metrics are measured on {_SPLITS}")
@@ -38,7 +39,7 @@ class LinearProbeConfig:
     threshold: float = option(0.5, "a label is predicted when sigmoid(logit) >= threshold")
     logit_threshold: float | None = option(None, "threshold raw logits instead (0.6: the authors' script, top-3 included)")
     cache_features: bool = option(True, "extract features once (eval transform); false: RRC + flip through the backbone every epoch")
-    num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
+    num_workers: int = option(DEFAULT_WORKERS, WORKERS_HELP)
     threads: int | None = option(None, THREADS_HELP)
     seed: int = option(0, "seed of the head and the batches")
     seeds: tuple[int, ...] | None = option(None, "run once per seed (e.g. 0,1,2; a finished seed is not rerun) and report "
@@ -53,7 +54,7 @@ class LinearProbeConfig:
 class KNNProbeConfig:
     """k-nearest-neighbour classification on frozen, L2-normalised features."""
 
-    model: str = option("outputs/mls_scenes", _MODEL)
+    model: str = option(default_of(MLSConfig, "output_dir"), _MODEL)
     data: str = option("scenes", "labeled data: scenes | coco:/path | hf:<repo or folder> | voc:/VOCdevkit[?years=2007] | folder:/path (class subfolders)")
     train_split: str | None = option(None, f"split the neighbours come from {_SPLITS}")
     val_split: str | None = option(None, f"split the metrics are measured on {_SPLITS}")
@@ -63,7 +64,7 @@ class KNNProbeConfig:
     k: int = option(20, "neighbours per query")
     temperature: float = option(0.07, "neighbour weight exp(cos / T)")
     batch_size: int = option(64, "images per batch of feature extraction")
-    num_workers: int = option(4, "data-loader processes (capped at the CPUs available)")
+    num_workers: int = option(DEFAULT_WORKERS, WORKERS_HELP)
     threads: int | None = option(None, THREADS_HELP)
     seed: int = option(0, "seed")
     output_dir: str = option("outputs/probe_knn", "where metrics.json and the feature cache go")

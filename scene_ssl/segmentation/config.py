@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import option
-from ..data.workers import THREADS_HELP, check_threads
+from ..transfer import TransferConfig
 from ..schedule import schedule_iterations
 
 __all__ = ["SegmentationConfig", "HEADS", "NORMS", "LR_POLICIES", "TEST_MODES"]
@@ -21,11 +21,9 @@ TEST_MODES = ("slide", "whole")
 
 
 @dataclasses.dataclass
-class SegmentationConfig:
+class SegmentationConfig(TransferConfig):
     """Fine-tune a semantic-segmentation model on a pretrained backbone, evaluate mIoU, compare with random init."""
 
-    model: str = option("outputs/mls_scenes", "pretrained backbone: training output | export folder | local-dir:... | hf-hub:... | random:<timm name>")
-    compare_random: bool = option(True, "also fine-tune random:<same architecture> with the same settings")
     data: str = option("scenes", "segmentation data: scenes | cityscapes:/path | voc:/VOCdevkit[?years=2012] | ade20k:/ADEChallengeData2016 | coco:/path (things from instance masks)")
     train_split: str = option("train", "split the model is trained on (VOC's train adds SegmentationClassAug's aug.txt when present)")
     val_split: str = option("val", "split mIoU is measured on")
@@ -62,19 +60,11 @@ class SegmentationConfig:
     batch_size: int = option(2, "images per process per step (the protocols: 8 or 16 in all)")
     eval_every: int = option(0, "iterations between evaluations during training, logged to train_log.jsonl (0: only at the end)")
     eval_images: int | None = option(None, "evaluate on the first N images of the split (none: all; quick runs)")
-    mixed_precision: str | None = option(None, "no | bf16 | fp16; none: the accelerate launch config")
-    num_workers: int = option(4, "data-loader processes per training process (capped at the CPUs available)")
-    threads: int | None = option(None, THREADS_HELP)
-    seed: int = option(0, "seed of the heads, the data order and the augmentation")
-    seeds: tuple[int, ...] | None = option(None, "run once per seed (e.g. 0,1,2; a finished seed is not rerun) and report mean ± std (n)")
     output_dir: str = option("outputs/segmentation", "where checkpoints, logs and metrics.json go")
-    log_every: int = option(20, "iterations between log lines")
     save_every: int = option(4000, "iterations between checkpoints (0: only at the end)")
-    keep_checkpoints: int = option(1, "checkpoints kept per model")
-    resume: str | None = option(None, "auto (resume if a checkpoint exists, else start) | latest | a checkpoint folder")
 
     def check(self) -> None:
-        check_threads(self.threads)
+        super().check()
         for name, allowed in (("head", HEADS), ("norm", NORMS), ("lr_policy", LR_POLICIES), ("test_mode", TEST_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

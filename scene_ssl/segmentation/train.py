@@ -21,6 +21,7 @@ from ..data.semantic import IGNORE, SegmentationSet
 from ..data.views import warn_skipped
 from ..data.workers import use_cpu_threads, worker_count
 from ..processes import check_launch, rank_and_world_size
+from ..trackers import tracker_kwargs
 from ..schedule import poly_lr_factor, schedule_iterations, step_lr_factor
 from ..train.iterations import EpochData, FinetuneResult, IterationPlan, shuffled_loader, sync_norm, train_iterations
 from .config import SegmentationConfig
@@ -34,7 +35,7 @@ __all__ = ["finetune_segmenter", "evaluate_segmenter", "make_segmentation_accele
 
 def make_segmentation_accelerator(cfg: SegmentationConfig) -> Accelerator:
     # a ViT's features_only trunk may hold parameters its last maps do not use: DDP must not wait for them
-    return check_launch(Accelerator(mixed_precision=cfg.mixed_precision,
+    return check_launch(Accelerator(mixed_precision=cfg.mixed_precision, **tracker_kwargs(cfg.report_to, cfg.output_dir),
                                     kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]))
 
 
@@ -100,7 +101,7 @@ def finetune_segmenter(cfg: SegmentationConfig, source: str, train_data: Segment
     plan = IterationPlan(total, cfg.lr, _lr_factor(cfg, total), cfg.log_every, cfg.save_every, cfg.keep_checkpoints,
                          cfg.resume, "segmentation")
     run = train_iterations(accelerator, model, optimizer, EpochData(loader, sampler, dataset), plan, out_dir, losses,
-                           lambda batch: len(batch["image"]), every)
+                           lambda batch: len(batch["image"]), every, config=vars(cfg))
     if run.stopped_by:
         return FinetuneResult(unwrapped, run.iterations, total, {}, run.images_per_s, run.stopped_by)
     return FinetuneResult(unwrapped, run.iterations, total, evaluate_segmenter(unwrapped, val_data, cfg, pipeline),

@@ -23,7 +23,7 @@ from ..transforms.multiview import MultiViewTransform
 
 __all__ = ["TrainData", "build_train_data", "label_table", "epoch_batches"]
 
-_COLLATE = {"cpu": collate_views, "device": collate_decoded, "bytes": collate_encoded}
+_COLLATE = {"cpu": collate_views, "process": collate_decoded, "device": collate_encoded}
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ class TrainData:
     to_views: Callable[[dict], list[Tensor]]
     labels: Tensor | None
     stream: StreamState | None = None
-    decode: Callable[[dict], dict] = lambda batch: batch  # --decode-on gpu: the batch's JPEGs, decoded on the device
+    decode: Callable[[dict], dict] = lambda batch: batch  # --render device: the batch's JPEGs, decoded on the device
     sampler: EpochShuffleSampler | None = None  # the order of a map-style dataset
 
     def batches(self, accelerator: Accelerator, epoch: int, done: int) -> Iterable[dict]:
@@ -91,8 +91,8 @@ def _view_renderer(cfg: PretrainConfig, transform: MultiViewTransform, encoder: 
 
 def _stream_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder: TimmBackbone,
                  accelerator: Accelerator) -> TrainData:
-    if cfg.render == "bytes":
-        raise ValueError("decode_on gpu reads files; streamed data (wds:, hf:...?streaming=1) decodes in the workers")
+    if cfg.render == "device":
+        raise ValueError("render device reads files; streamed data (wds:, hf:...?streaming=1) decodes in the workers: use --render process")
     workers = worker_count(cfg.num_workers)
     dataset = ShardedViewStream(load_stream(cfg.data, cfg.split), transform, batch_size=cfg.batch_size,
                                 num_workers=workers, rank=process_index(), world_size=accelerator.num_processes,
@@ -118,7 +118,7 @@ def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder
     """Load ``cfg.data`` (bad specs and missing files fail here) and build its loader.
     ``encoder`` gives the normalisation (its timm data config)."""
     if cfg.render != "cpu" and not transform.pipelines:
-        raise ValueError("augment_on=gpu needs ViewPipeline-based views (not arbitrary callables)")
+        raise ValueError("render process / device needs ViewPipeline-based views (not arbitrary callables)")
     if is_stream(cfg.data):
         return _stream_data(cfg, transform, encoder, accelerator)
     with accelerator.main_process_first():  # the embedded scenes are generated once
@@ -132,7 +132,7 @@ def build_train_data(cfg: PretrainConfig, transform: MultiViewTransform, encoder
                      # its own generator: starting an epoch (or a resumed one) draws no number from the
                      # global RNG, so a resumed run's random stream continues exactly where it was saved
                      generator=torch.Generator().manual_seed(cfg.seed))
-    decode = ((lambda batch: decode_batch(batch, accelerator.device, dataset.max_side)) if cfg.render == "bytes"
+    decode = ((lambda batch: decode_batch(batch, accelerator.device, dataset.max_side)) if cfg.render == "device"
               else (lambda batch: batch))
     labels = label_table(data)
     return TrainData(dataset, loader, _view_renderer(cfg, transform, encoder, accelerator.device),

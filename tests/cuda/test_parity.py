@@ -54,7 +54,7 @@ def test_gpu_jpeg_decode_equals_pil(tmp_path):
     for i in range(4):
         Image.fromarray(_photo(300 + 8 * i, 400, i)).save(tmp_path / f"{i}.jpg", quality=95)
     data = load_dataset(f"folder:{tmp_path}")
-    items = ViewDataset(data, MoCoV2Transform(size=32), render="bytes")
+    items = ViewDataset(data, MoCoV2Transform(size=32), render="device")
     batch = decode_batch(collate_encoded([items[i] for i in range(4)]), CUDA)
     for i in range(4):
         pil = np.asarray(Image.open(tmp_path / f"{int(batch['index'][i])}.jpg").convert("RGB"))
@@ -108,7 +108,7 @@ def test_twenty_bf16_steps_of_every_method_through_the_recipe_with_probe_and_exp
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), "--method", method, "--data", f"coco:{scenes}",
            "--backbone", "resnet18", "--image-size", "64", "--batch-size", "32", "--max-steps", "20",
-           "--mixed-precision", "bf16", "--num-workers", "4", "--augment-on", "gpu", "--log-every", "5",
+           "--mixed-precision", "bf16", "--num-workers", "4", "--render", "process", "--log-every", "5",
            "--probe-data", f"coco:{scenes}", "--probe-epochs", "5", "--probe-image-size", "64", "--output-dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "SCENE_SSL_CACHE": str(tmp_path / "cache")})

@@ -24,8 +24,8 @@ def jpegs(tmp_path):
 
 @pytest.mark.parametrize("transform", [MoCoV2Transform(size=24), BlockwiseTransform(*bam_view_transforms(24))])
 def test_bytes_path_renders_the_views_of_the_decode_in_worker_path(jpegs, transform):
-    worker = ViewDataset(jpegs, transform, seed=3, render="device")
-    bytes_ = ViewDataset(jpegs, transform, seed=3, render="bytes")
+    worker = ViewDataset(jpegs, transform, seed=3, render="process")
+    bytes_ = ViewDataset(jpegs, transform, seed=3, render="device")
     renderer = DeviceViewRenderer(transform.pipelines, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     a = collate_decoded([worker[i] for i in range(6)])
     b = decode_batch(collate_encoded([bytes_[i] for i in range(6)]), "cpu")
@@ -48,7 +48,7 @@ def test_mixed_png_gray_cmyk_and_corrupt_files_are_decoded_or_skipped_and_counte
     (tmp_path / "e_truncated.jpg").write_bytes(full[: len(full) * 2 // 3])  # the header is fine, the data is not
     (tmp_path / "f_noise.jpg").write_bytes(b"\x00" * 300)  # not an image at all
     data = load_dataset(f"folder:{tmp_path}")
-    ds = ViewDataset(data, MoCoV2Transform(size=16), render="bytes")
+    ds = ViewDataset(data, MoCoV2Transform(size=16), render="device")
     items = [ds[i] for i in range(len(ds))]
     names = [it["name"].rsplit("/", 1)[-1] for it in items]
     assert "f_noise.jpg" not in names and any("f_noise.jpg" in n for it in items for n in it["skipped"])
@@ -73,7 +73,7 @@ def test_a_training_step_decodes_on_the_device(jpegs, tmp_path, monkeypatch):
     monkeypatch.setenv("SCENE_SSL_CACHE", str(tmp_path / "cache"))
     folder = str(jpegs.cast_column("image", __import__("datasets").Image(decode=False))[0]["image"]["path"]).rsplit("/", 1)[0]
     cfg = load_config(MLSConfig, None, dict(data=f"folder:{folder}", backbone="test_resnet", image_size=16, batch_size=3,
-                                            num_workers=0, max_steps=2, augment_on="gpu", decode_on="gpu", queue_size=16,
+                                            num_workers=0, max_steps=2, render="device", queue_size=16,
                                             dim=8, hidden_dim=16, topk=2, output_dir=str(tmp_path / "out"), export=False,
                                             log_every=1, mls_weight=0))
     AcceleratorState._reset_state(reset_partial_state=True)

@@ -38,7 +38,7 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped_white(tmp_path, fmt):
     np.testing.assert_array_equal(decoded[..., 0], grey >> 8)  # main 8d5e37d: all 255
     # the same pixels reach the device renderer and the probes
     data = load_dataset(f"folder:{tmp_path}")
-    item = ViewDataset(data, MoCoV2Transform(size=16), render="device")[0]
+    item = ViewDataset(data, MoCoV2Transform(size=16), render="process")[0]
     np.testing.assert_array_equal(item["image"].numpy()[..., 1], grey >> 8)
     pixels = ProbeImages(data, 48)[0]["pixels"].numpy()
     assert abs(pixels.mean() - (grey >> 8).mean()) < 2
@@ -66,8 +66,8 @@ def test_exif_orientation_is_applied_on_every_path(tmp_path, orientation):
     assert np.abs(np.asarray(decode_image(tmp_path / "photo.jpg")).astype(float) - upright).mean() < 1  # PIL path
     data = load_dataset(f"folder:{tmp_path}")
     transform = MoCoV2Transform(size=48)  # crops too small for a DCT-reduced decode: full size on both paths
-    worker = collate_decoded([ViewDataset(data, transform, render="device")[0]])  # decoded in the worker
-    device = decode_batch(collate_encoded([ViewDataset(data, transform, render="bytes")[0]]), "cpu")  # the device's decoder
+    worker = collate_decoded([ViewDataset(data, transform, render="process")[0]])  # decoded in the worker
+    device = decode_batch(collate_encoded([ViewDataset(data, transform, render="device")[0]]), "cpu")  # the device's decoder
     for batch in (worker, device):
         image = batch["images"][0].numpy().astype(float)
         assert image.shape == (64, 96, 3)  # main 8d5e37d: the stored (turned) pixels
@@ -80,15 +80,15 @@ def test_a_huge_image_is_used_at_the_longest_side_on_every_path(tmp_path):
     Image.fromarray(_arrow(3000, 2000)).save(tmp_path / "huge.jpg", quality=90)
     data = load_dataset(f"folder:{tmp_path}")
     transform = MoCoV2Transform(size=24)  # longest side: 4 x 24 = 96
-    full = ViewDataset(data, transform, render="device", max_side=10_000, reduce_decode=False)
-    for render in ("device", "bytes", "cpu"):
+    full = ViewDataset(data, transform, render="process", max_side=10_000, reduce_decode=False)
+    for render in ("process", "device", "cpu"):
         dataset = ViewDataset(data, transform, render=render)
         assert dataset.max_side == 96
         items = [dataset[i] for i in range(len(dataset))]
         if render == "cpu":  # the views, rendered in the worker from the capped image
             assert all(item["views"].shape == (2, 24, 24, 3) for item in items)
             continue
-        batch = collate_decoded(items) if render == "device" else decode_batch(collate_encoded(items), "cpu", dataset.max_side)
+        batch = collate_decoded(items) if render == "process" else decode_batch(collate_encoded(items), "cpu", dataset.max_side)
         assert tuple(batch["images"].shape) == (2, 64, 96, 3)  # main 8d5e37d: (2, 2000, 3000, 3)
         # the same crops as without the cap, in the smaller image's pixels
         uncapped = collate_decoded([full[i] for i in range(len(full))])["params"]["crop"]
@@ -101,7 +101,7 @@ def test_a_jpeg_the_device_decoder_rejects_is_turned_once_by_the_pil_fallback(tm
     picture = _arrow(48, 32)
     _save_turned(tmp_path / "photo.jpg", picture, 6)
     data = load_dataset(f"folder:{tmp_path}")
-    batch = collate_encoded([ViewDataset(data, MoCoV2Transform(size=48), render="bytes")[0]])
+    batch = collate_encoded([ViewDataset(data, MoCoV2Transform(size=48), render="device")[0]])
     normal = decode_batch(batch, "cpu")
 
     def refuse(*args, **kwargs):

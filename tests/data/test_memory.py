@@ -9,7 +9,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 FLAGS = ["--backbone", "test_resnet", "--image-size", "24", "--batch-size", "4", "--queue-size", "32", "--dim", "16",
-         "--hidden-dim", "32", "--topk", "4", "--max-steps", "8", "--augment-on", "gpu", "--num-workers", "1",
+         "--hidden-dim", "32", "--topk", "4", "--max-steps", "8", "--render", "process", "--num-workers", "1",
          "--probe-data", "none", "--export", "false", "--save-every", "0", "--log-every", "4"]
 
 

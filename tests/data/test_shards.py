@@ -170,9 +170,9 @@ def test_the_converter_refuses_a_folder_with_shards_unless_overwrite(tmp_path, s
     out = tmp_path / "wds"
     write_shards(f"coco:{scenes}", "train", out, shard_size=6, progress=False)  # 8 shards
     with pytest.raises(SystemExit) as exit_:
-        main(["--data", f"coco:{scenes}", "--split", "train", "--out", str(out), "--shard-size", "12"])
+        main(["--data", f"coco:{scenes}", "--split", "train", "--output-dir", str(out), "--shard-size", "12"])
     assert exit_.value.code == 2  # main 8d5e37d: 4 new shards written beside the 8 old ones, 64 samples read
-    main(["--data", f"coco:{scenes}", "--split", "train", "--out", str(out), "--shard-size", "12", "--overwrite"])
+    main(["--data", f"coco:{scenes}", "--split", "train", "--out", str(out), "--shard-size", "12", "--overwrite"])  # the old spelling
     assert len(list(out.glob("*.tar"))) == 4 and len(load_stream(f"wds:{out}")) == 48
 
 

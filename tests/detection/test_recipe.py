@@ -1,6 +1,4 @@
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ from scene_ssl.export import save_pretrained
 from scene_ssl.models import TimmBackbone
 from scene_ssl.train import list_checkpoints
 
+from ..preempt import sigterm_at_step
 from ..recipes.conftest import load_recipe
 
 TINY = ["--schedule", "4", "--batch-size", "2", "--train-sizes", "56,64", "--test-size", "64", "--max-size", "96",
@@ -63,16 +62,8 @@ def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(det_scenes, t
         # persistent worker), is cut there and resumed there
         cfg = parse_config(DetectionConfig, [*TINY, "--schedule", "14", "--task", "bbox", "--output-dir", str(out),
                                              "--num-workers", "1", *(["--resume", resume] if resume else [])])
-        if kill_at is not None:  # the scheduler's warning arrives during a given iteration
-            from torch.optim import SGD
-            real, calls = SGD.step, []
-
-            def step(self, *a, **k):
-                calls.append(1)
-                if len(calls) == kill_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                return real(self, *a, **k)
-            monkeypatch.setattr(SGD, "step", step)
+        if kill_at is not None:
+            sigterm_at_step(monkeypatch, kill_at)
         result = finetune_detector(cfg, "random:test_resnet", train, val, out, make_detection_accelerator(cfg))
         monkeypatch.undo()
         return result

@@ -91,14 +91,15 @@ def test_visualize_nn_and_loss_curve(scenes, export, tmp_path):
     log.write_text("\n".join(json.dumps({"step": s, "loss": 5 - s / 10, "loss_nce": 4 - s / 20}) for s in range(1, 20)))
     viz = load_recipe("visualize_nn")
     out = viz.main(["--model", str(export), "--data", f"coco:{scenes}", "--gallery-images", "10", "--queries", "3",
-                    "--k", "4", "--crop-size", "24", "--output", str(tmp_path / "nn.png"), "--log", str(log),
-                    "--curve-output", str(tmp_path / "loss.png")])
+                    "--k", "4", "--crop-size", "24", "--output-dir", str(tmp_path / "viz"), "--log", str(log)])
+    assert out == {"nearest_neighbours": tmp_path / "viz" / "nearest_neighbours.png", "loss_curve": tmp_path / "viz" / "loss_curve.png"}
     grid = Image.open(out["nearest_neighbours"])
     panel_width = 10 + (4 + 1) * (24 + 4) + 4  # the query, 4 neighbours, per backbone
     assert grid.size == (2 * panel_width + 12, 30 + 34 + 3 * (24 + 4) + 4)  # the model's panel and random init's
     assert np.asarray(grid).std() > 10  # real pictures, not a blank canvas
     alone = viz.main(["--model", str(export), "--data", f"coco:{scenes}", "--gallery-images", "10", "--queries", "3",
-                      "--k", "4", "--crop-size", "24", "--compare-random", "false", "--output", str(tmp_path / "one.png")])
+                      "--k", "4", "--crop-size", "24", "--compare-random", "false", "--output-dir", str(tmp_path / "one"),
+                      "--log", "none"])
     assert Image.open(alone["nearest_neighbours"]).size[0] == panel_width
     curve = np.asarray(Image.open(out["loss_curve"]))
     assert curve.shape == (420, 760, 3)

@@ -1,5 +1,4 @@
 """Segmentation data: each source's label maps, and mmseg's training pipeline."""
-import json
 
 import numpy as np
 import pytest

@@ -1,7 +1,5 @@
 """The segmentation recipe: pretrained vs random init, metrics.json, the card, resume."""
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ from scene_ssl.segmentation import SegmentationConfig, load_segmentation_set
 from scene_ssl.segmentation.train import finetune_segmenter, make_segmentation_accelerator
 from scene_ssl.train import list_checkpoints
 
+from ..preempt import sigterm_at_step
 from ..recipes.conftest import load_recipe
 
 TINY = ["--schedule", "6", "--batch-size", "2", "--scale", "64,48", "--crop-size", "32,32", "--test-mode", "slide",
@@ -68,15 +67,7 @@ def test_preempted_finetuning_resumes_to_the_uninterrupted_weights(seg_scenes, t
         cfg = parse_config(SegmentationConfig, [*TINY, "--schedule", "10", "--output-dir", str(out), "--num-workers", "1",
                                                 *(["--resume", resume] if resume else [])])
         if kill_at is not None:
-            from torch.optim import SGD
-            real, calls = SGD.step, []
-
-            def step(self, *a, **k):
-                calls.append(1)
-                if len(calls) == kill_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                return real(self, *a, **k)
-            monkeypatch.setattr(SGD, "step", step)
+            sigterm_at_step(monkeypatch, kill_at)
         result = finetune_segmenter(cfg, "random:test_resnet", train, val, out, make_segmentation_accelerator(cfg))
         monkeypatch.undo()
         return result

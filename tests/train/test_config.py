@@ -60,6 +60,8 @@ def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
     from scene_ssl.detection.config import DetectionConfig
     from scene_ssl.finetune import FinetuneConfig
     from scene_ssl.models import get_method, method_names
+    from scene_ssl.probe import KNNProbeConfig, LinearProbeConfig
+    from scene_ssl.recipes.visualize_nn import VisualizeConfig
     from scene_ssl.segmentation import SegmentationConfig
 
     root = Path(__file__).resolve().parents[2] / "recipes" / "configs"
@@ -71,7 +73,9 @@ def test_recipe_configs_parse_with_the_config_of_the_method_that_names_them():
                 owners[file] = spec.config
                 assert load_config(spec.config, root / file).build_views().num_views > 0
     for path in sorted(root.glob("*.yaml")):
-        cls = {"detection": DetectionConfig, "finetune": FinetuneConfig, "segmentation": SegmentationConfig}.get(path.name.split("_")[0]) or owners.get(path.name)
+        recipe_configs = {"detection": DetectionConfig, "finetune": FinetuneConfig, "segmentation": SegmentationConfig,
+                          "probe_linear": LinearProbeConfig, "probe_knn": KNNProbeConfig, "visualize": VisualizeConfig}
+        cls = next((c for prefix, c in recipe_configs.items() if path.name.startswith(prefix + "_")), None) or owners.get(path.name)
         assert cls is not None, f"{path.name} belongs to no registered method"
         load_config(cls, path).check()
 
@@ -99,3 +103,18 @@ def test_an_image_size_below_half_the_backbone_stride_is_one_line(tmp_path, caps
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert exit_.value.code == 2 and f"{name} is too small for test_resnet (stride 32)" in line  # main: trained on
     assert not (tmp_path / "o" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("old, render", [(["--augment-on", "gpu"], "process"), (["--augment-on", "gpu", "--decode-on", "gpu"], "device"),
+                                         (["--augment-on", "cpu"], "cpu")])
+def test_the_old_view_flags_still_work_with_a_one_line_notice(old, render, capsys):
+    from scene_ssl.config import parse_config
+    from scene_ssl.models import MLSConfig
+
+    cfg = parse_config(MLSConfig, old)
+    cfg.check()
+    assert cfg.render == render and cfg.augment_on is None and cfg.decode_on is None  # the saved config says render only
+    notice = capsys.readouterr().err.strip().splitlines()
+    assert len(notice) == 1 and notice[0].endswith(f"is deprecated; it means render: {render} (--render {render})")
+    with pytest.raises(ValueError, match="render must be one of"):
+        parse_config(MLSConfig, ["--render", "gpu"]).check()

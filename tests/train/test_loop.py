@@ -253,7 +253,7 @@ def test_sigterm_mid_run_checkpoints_and_the_resumed_run_ends_where_an_uninterru
 
 
 @pytest.mark.parametrize("bad,match", [({"epochs": 0}, "epochs must be >= 1"), ({"max_steps": 0}, "max_steps must be >= 1"),
-                                       ({"batch_size": 0}, "batch_size"), ({"augment_on": "tpu"}, "augment_on")])
+                                       ({"batch_size": 0}, "batch_size"), ({"render": "gpu"}, "render")])
 def test_runs_that_cannot_train_are_refused_before_anything_is_written(tiny_scenes, tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
         run(mls_cfg(tiny_scenes, tmp_path, **bad))

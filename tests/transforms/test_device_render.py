@@ -114,7 +114,7 @@ def test_device_path_has_the_cpu_path_layout_and_pixels(tiny_folder):
     t1, t2 = bam_view_transforms(24, blur_p=0.0)  # blur differs by design (PIL's box approximation)
     transform = BlockwiseTransform(t1, t2, overlap=0.2)
     cpu = collate_views([ViewDataset(ds, transform, seed=3)[i] for i in range(4)])
-    dev = collate_decoded([ViewDataset(ds, transform, seed=3, render="device")[i] for i in range(4)])
+    dev = collate_decoded([ViewDataset(ds, transform, seed=3, render="process")[i] for i in range(4)])
     norm = ViewNormalizer((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     cpu_views = [norm(v.permute(0, 3, 1, 2)) for v in cpu["views"].unbind(0)]
     dev_views = DeviceViewRenderer(transform.pipelines, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))(dev)
@@ -127,7 +127,7 @@ def test_device_path_has_the_cpu_path_layout_and_pixels(tiny_folder):
     assert torch.equal(cpu["index"], dev["index"])
 
 
-def test_training_step_with_augment_on_gpu_runs_on_cpu(tiny_folder, tmp_path, monkeypatch):
+def test_training_step_with_render_process_runs_on_cpu(tiny_folder, tmp_path, monkeypatch):
     from accelerate import Accelerator
 
     from scene_ssl.config import load_config
@@ -137,6 +137,6 @@ def test_training_step_with_augment_on_gpu_runs_on_cpu(tiny_folder, tmp_path, mo
     monkeypatch.setenv("SCENE_SSL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(BAMConfig, None, dict(data=f"folder:{tiny_folder}", backbone="test_resnet", image_size=16, batch_size=3,
                                             num_workers=0, max_steps=2, proj_dim=16, proj_hidden_dim=16, pred_hidden_dim=8,
-                                            augment_on="gpu", output_dir=str(tmp_path), export=False, log_every=1))
+                                            render="process", output_dir=str(tmp_path), export=False, log_every=1))
     out = pretrain(cfg, accelerator=Accelerator(cpu=True))
     assert out.step == 2 and math.isfinite(out.losses["loss"])
