@@ -121,7 +121,8 @@ def _nested(flat: dict[str, float], backbone: str) -> dict[str, dict[str, float]
 def seed_rows(summary: dict) -> dict[str, dict]:
     """Report rows of the mean over seeds (``summary`` from :func:`scene_ssl.seeds.run_seeds`), the std as ``spread``."""
     backbones = sorted({key.split("/", 1)[0] for key in summary["mean"]}, key=lambda b: b != "pretrained")
-    mean = summary["mean"]
+    order = [k for seed in summary["seeds"].values() for k in seed]  # the runs' own column order (mIoU first ...)
+    mean = {k: summary["mean"][k] for k in dict.fromkeys(order) if k in summary["mean"]}
     return {b: {"metrics": _nested(mean, b), "spread": _nested(summary["std"], b), "minutes": mean[f"{b}/minutes"],
                 "images_per_s": mean[f"{b}/images_per_s"]} for b in backbones}
 
