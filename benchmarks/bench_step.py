@@ -7,7 +7,7 @@ x 4 blocks x 2 views. images/s counts source images, crops/s every view the meth
 (MoCo's key view included, although it runs without a backward). Ratios are to the supervised row of the same run.
 
     python benchmarks/bench_step.py --backbone resnet50 --batch-size 128 --precision bf16   # GPU
-    python benchmarks/bench_step.py --backbone resnet10t --batch-size 32 --image-size 96 --no-channels-last   # CPU
+    python benchmarks/bench_step.py --backbone resnet10t --batch-size 32 --image-size 96 --channels-last false   # CPU
 
 ``--end-to-end`` adds the real training loop (``scene_ssl.train.pretrain``) fed from JPEG
 files (generated 640x480 scenes unless ``--data``), with the augmentation in the data-loader
@@ -42,8 +42,20 @@ def build(method: str, backbone: str, heads: dict | None = None):
     if method == "supervised":
         return timm.create_model(backbone, num_classes=1000)
     module = get_method(method).module
-    accepted = inspect.signature(module).parameters
-    return module(backbone, **{k: v for k, v in (heads or {}).items() if k in accepted})
+    return module(backbone, **{k: v for k, v in (heads or {}).items() if k in accepted_kwargs(module)})
+
+
+def accepted_kwargs(cls: type) -> set[str]:
+    """The keywords a method's constructor takes, following ``**kwargs`` to its parents' (MLS -> MoCoV2)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is torch.nn.Module:
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        names |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return names
 
 
 def make_step(method, model, opt, batch, image_size, device, autocast, channels_last):

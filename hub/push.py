@@ -25,7 +25,7 @@ import yaml
 from huggingface_hub import HfApi, get_token
 
 from scene_ssl.card import dataset_name
-from scene_ssl.config import add_bool_flag
+from scene_ssl.config import add_bool_flag, parse_tool_args
 from scene_ssl.export import evaluation_result, read_export, save_pretrained
 from scene_ssl.metrics import METRIC_NAMES
 from scene_ssl.loading import export_folder, load_backbone, trained_method
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--tag", default=None, help="pretrained tag (default: the export's)")
     ap.add_argument("--metrics", default=None, help="a probe's metrics.json to add to the card (the export's own results are kept)")
     ap.add_argument("--message", default=None, help="commit message")
-    args = ap.parse_args(argv)
+    args = parse_tool_args(ap, argv)
     info = push(args.source, args.repo_id, token=args.token, private=args.private, create_pr=args.create_pr,
                 revision=args.revision, endpoint=args.endpoint, tag=args.tag, metrics_file=args.metrics,
                 commit_message=args.message)

@@ -207,7 +207,14 @@ def add_num_workers(parser: argparse.ArgumentParser, default: int, help: str = "
 
 def parse_tool_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """``parser.parse_args`` that also insists on ``--output-dir`` where it has no default
-    (given under its old spelling too)."""
+    (given under its old spelling too), and reads a bare boolean flag as true even before a
+    positional argument (``--private out/run org/name``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags = {s for a in parser._actions if a.type is parse_bool for s in a.option_strings}  # noqa: SLF001
+    bools = {"true", "false", "1", "0", "yes", "no", "on", "off"}
+    for i in reversed(range(len(argv))):
+        if argv[i] in flags and (i + 1 == len(argv) or argv[i + 1].lower() not in bools):
+            argv.insert(i + 1, "true")
     args = parser.parse_args(argv)
     if getattr(args, "output_dir", "") is None:
         parser.error("the following arguments are required: --output-dir")

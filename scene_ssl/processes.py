@@ -52,6 +52,9 @@ def check_launch(accelerator):
     Example: ``accelerate launch --multi_gpu --num_processes 2`` on a machine without CUDA
     and without ``ACCELERATE_USE_CPU=1`` starts two processes that each see one.
     """
+    if accelerator.process_index != process_index():
+        raise ValueError(f"RANK={os.environ.get('RANK')} in the environment, but this is process {accelerator.process_index} "
+                         "of its group: a RANK left over from another job? (unset it)")
     launched = launched_processes()
     if launched > 1 and accelerator.num_processes != launched:
         raise ValueError(

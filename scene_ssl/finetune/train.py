@@ -29,7 +29,7 @@ from ..transforms import ViewNormalizer
 from .config import FinetuneConfig
 from .data import FinetuneImages, collate_finetune
 from ..processes import is_local_main_process
-from ..train.train_log import TrainLog
+from ..train.train_log import TrainLog, run_name
 
 __all__ = ["Classifier", "finetune_once", "predict_and_score", "Run", "chosen_metric", "metric_names"]
 
@@ -92,7 +92,7 @@ def finetune_once(source: str, train: datasets.Dataset, test: datasets.Dataset, 
     total, step, skipped = _steps(cfg, len(loader)), 0, set()
     log = TrainLog(accelerator, log_dir) if log_dir is not None else None
     if log is not None:
-        log.start(log_dir.name, {**dataclasses.asdict(cfg), "lr": lr, "weight_decay": weight_decay, "seed": seed})
+        log.start(run_name(log_dir), {**dataclasses.asdict(cfg), "lr": lr, "weight_decay": weight_decay, "seed": seed})
     model.train()
     with tqdm(total=total, desc=desc, disable=not is_local_main_process(), leave=False) as bar:
         while step < total:

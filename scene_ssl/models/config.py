@@ -15,6 +15,7 @@ import sys
 from torch import nn
 
 from ..config import option
+from ..processes import is_main_process
 from ..data.sources import spec_usage
 from ..data.views import RENDER_MODES
 from ..data.workers import DEFAULT_WORKERS, THREADS_HELP, WORKERS_HELP, check_threads
@@ -84,8 +85,9 @@ class PretrainConfig:
     probe_image_size: int = option(224, "image side of the probes, px")
     probe_epochs: int = option(100, "epochs of the linear probe's head")
     probe_pool: str = option("avgmax", "probe pooling: avgmax (GAMP) | avg | max")
-    probe_num_workers: int = option(2, "data-loader processes of the kNN monitor and the probe after training "
-                                       "(the training's workers are still alive beside them)")
+    probe_num_workers: int | None = option(None, "data-loader processes of the kNN monitor and the probe after training "
+                                                "(default: the smaller of 2 and --num-workers: the training's workers "
+                                                "are still alive beside them)")
 
     def build_method(self) -> nn.Module:
         """The method module this config trains (its hyperparameters are checked here)."""
@@ -94,6 +96,10 @@ class PretrainConfig:
     def build_views(self) -> MultiViewTransform:
         """The view transform: ``num_views`` views of each image, in the method's order."""
         raise NotImplementedError(f"{type(self).__name__} does not say how its views are made (build_views)")
+
+    def probe_workers(self) -> int:
+        """``probe_num_workers``, or the smaller of 2 and ``num_workers``."""
+        return min(2, self.num_workers) if self.probe_num_workers is None else self.probe_num_workers
 
     def total_batch(self, num_processes: int) -> int:
         """Images per optimiser step over all processes."""
@@ -109,19 +115,22 @@ class PretrainConfig:
 
     def _render_from_deprecated(self) -> None:
         """``augment_on`` / ``decode_on`` (the old names, whose "gpu" meant the training process's
-        device, a CPU too) become ``render``, with a one-line notice; they are cleared, so the
-        saved config speaks only of ``render``."""
+        device, a CPU too) become ``render``, with a one-line notice, and are cleared, so the saved
+        config speaks only of ``render``. They only ever ask for more of the device: ``gpu`` moves
+        ``render`` up to ``process`` (augment) or ``device`` (decode), never down, so an old
+        run's saved ``cpu`` values do not undo a ``--render`` given beside them."""
         if self.augment_on is None and self.decode_on is None:
             return
         for name in ("augment_on", "decode_on"):
             if getattr(self, name) not in (None, *AUGMENT_ON):
                 raise ValueError(f"{name} must be one of {AUGMENT_ON} (deprecated: use render), got {getattr(self, name)!r}")
-        if self.decode_on == "gpu" and self.augment_on != "gpu":
-            raise ValueError("decode_on gpu decodes for the device renderer: it needs augment_on gpu too (deprecated: use render device)")
-        new = "device" if self.decode_on == "gpu" else "process" if self.augment_on == "gpu" else "cpu"
+        asked = "device" if self.decode_on == "gpu" else "process" if self.augment_on == "gpu" else "cpu"
+        if self.render in RENDER_MODES and RENDER_MODES.index(asked) > RENDER_MODES.index(self.render):
+            self.render = asked
         old = " ".join(f"{n}: {getattr(self, n)}" for n in ("augment_on", "decode_on") if getattr(self, n) is not None)
-        print(f"note: {old} is deprecated; it means render: {new} (--render {new})", file=sys.stderr)
-        self.render, self.augment_on, self.decode_on = new, None, None
+        if is_main_process():
+            print(f"note: {old} is deprecated (--render); this run renders: {self.render}", file=sys.stderr)
+        self.augment_on, self.decode_on = None, None
 
     def check(self) -> None:
         """Refuse values that cannot train; each message names its field."""

@@ -40,7 +40,7 @@ def compare_with_random_init(encoder: nn.Module, cfg, *, accelerator, out_dir: P
     random_init = TimmBackbone(cfg.backbone).to(accelerator.device)
     accelerator.print(f"\nlinear probe ({cfg.probe_pool} pool, {cfg.probe_image_size} px, {cfg.probe_epochs} epochs) on "
                       f"{cfg.probe_data}: {len(train)} train / {len(val)} val images, trained vs random-init backbone")
-    opts = head_options(cfg, "probe_", num_workers=cfg.probe_num_workers, seed=cfg.seed)
+    opts = head_options(cfg, "probe_", num_workers=cfg.probe_workers(), seed=cfg.seed)
     results = {}
     for name, backbone in (("pretrained", encoder), ("random init", random_init)):
         m = score(*linear_probe(backbone, train, val, opts, accelerator=accelerator), single_label=False)

@@ -39,7 +39,7 @@ class KNNMonitor:
         """The monitor a pretraining config asks for (``monitor_every`` > 0 and ``probe_data`` set), else None."""
         if not cfg.monitor_every or not cfg.probe_data:
             return None
-        return cls(cfg.probe_data, image_size=cfg.probe_image_size, num_workers=cfg.probe_num_workers)
+        return cls(cfg.probe_data, image_size=cfg.probe_image_size, num_workers=cfg.probe_workers())
 
     def _load(self):
         if self._splits is None:

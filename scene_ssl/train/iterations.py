@@ -28,7 +28,7 @@ from ..nonfinite import NonFiniteWatch
 from .checkpoint import TrainState, find_checkpoint, save_checkpoint
 from .data import epoch_batches
 from .preemption import StopAgreement, preemption_signals
-from .train_log import TrainLog
+from .train_log import TrainLog, run_name
 
 __all__ = ["EpochData", "IterationPlan", "IterationRun", "FinetuneResult", "shuffled_loader", "sync_norm",
            "train_iterations"]
@@ -122,14 +122,16 @@ def train_iterations(accelerator: Accelerator, model: nn.Module, optimizer: torc
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} at iteration {state.step}")
     log = TrainLog(accelerator, out_dir, "iteration")
-    log.start(out_dir.name, config or {})
-    with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
-        loop = _Loop(accelerator, model, optimizer, data, plan, out_dir, state, losses, images, every)
-        images_per_s, stopped_by = loop.run(StopAgreement(received, accelerator.num_processes))
-        if stopped_by is None and state.step < plan.total:
-            stopped_by = "stop"
-        save_checkpoint(accelerator, ckpt_dir, state.step, plan.keep_checkpoints)
-    log.finish()
+    log.start(run_name(out_dir), config or {})
+    try:
+        with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
+            loop = _Loop(accelerator, model, optimizer, data, plan, out_dir, state, losses, images, every)
+            images_per_s, stopped_by = loop.run(StopAgreement(received, accelerator.num_processes))
+            if stopped_by is None and state.step < plan.total:
+                stopped_by = "stop"
+            save_checkpoint(accelerator, ckpt_dir, state.step, plan.keep_checkpoints)
+    finally:  # a failed run's trackers are closed too (W&B and MLflow runs would stay open)
+        log.finish()
     if stopped_by:
         accelerator.print(f"{stopped_by}: stopped at iteration {state.step} of {plan.total} with a checkpoint; "
                           "the same command with --resume auto goes on")

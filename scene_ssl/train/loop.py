@@ -207,7 +207,11 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
         TrainLog(accelerator, cfg.output_dir).start("pretrain", dataclasses.asdict(cfg))
     _print_header(run, spec.display_name if spec else type(method).__name__, threads)
     with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
-        stopped_by = _train(run, StopAgreement(received, accelerator.num_processes), monitor)
+        try:
+            stopped_by = _train(run, StopAgreement(received, accelerator.num_processes), monitor)
+        except BaseException:
+            TrainLog(accelerator, cfg.output_dir).finish()  # a failed run's trackers are closed too
+            raise
         return _finish(run, stopped_by)
 
 

@@ -8,7 +8,14 @@ from accelerate import Accelerator
 
 from ..processes import is_main_process
 
-__all__ = ["TrainLog"]
+__all__ = ["TrainLog", "run_name"]
+
+
+def run_name(out_dir: str | Path) -> str:
+    """A tracker run's name from its folder and the one above: ``seed_0-pretrained``,
+    ``detection_scenes-random_init`` (one name per run of a seeds series; no ``/`` for W&B)."""
+    out = Path(out_dir)
+    return f"{out.parent.name}-{out.name}" if out.parent.name else out.name
 
 
 class TrainLog:

@@ -83,3 +83,19 @@ def test_every_quick_yaml_evaluates_the_main_jobs_output():
     assert len(quick) >= 6
     for path in quick:
         assert yaml.safe_load(path.read_text())["model"] == main_job, path.name
+
+
+def test_a_bare_boolean_flag_means_true_even_before_a_positional():
+    import argparse
+
+    from scene_ssl.config import add_bool_flag, parse_tool_args
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("source")
+    parser.add_argument("repo_id")
+    add_bool_flag(parser, "--private", False, "a private repo")
+    add_bool_flag(parser, "--create-pr", False, "a pull request")
+    assert vars(parse_tool_args(parser, ["--private", "out/run", "org/name"])) == {
+        "source": "out/run", "repo_id": "org/name", "private": True, "create_pr": False}
+    assert vars(parse_tool_args(parser, ["out/run", "org/name", "--private", "false", "--create-pr"])) == {
+        "source": "out/run", "repo_id": "org/name", "private": False, "create_pr": True}

@@ -115,6 +115,10 @@ def test_the_old_view_flags_still_work_with_a_one_line_notice(old, render, capsy
     cfg.check()
     assert cfg.render == render and cfg.augment_on is None and cfg.decode_on is None  # the saved config says render only
     notice = capsys.readouterr().err.strip().splitlines()
-    assert len(notice) == 1 and notice[0].endswith(f"is deprecated; it means render: {render} (--render {render})")
+    assert len(notice) == 1 and notice[0].endswith(f"is deprecated (--render); this run renders: {render}")
+    # an old run's saved values (both cpu) beside --render: --render stands; decode gpu beside render process: device
+    saved = parse_config(MLSConfig, ["--render", "process", "--augment-on", "cpu", "--decode-on", "cpu"])
+    assert saved.render == "process" and saved.augment_on is None
+    assert parse_config(MLSConfig, ["--render", "process", "--decode-on", "gpu"]).render == "device"
     with pytest.raises(ValueError, match="render must be one of"):
         parse_config(MLSConfig, ["--render", "gpu"]).check()
