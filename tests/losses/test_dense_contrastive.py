@@ -34,7 +34,7 @@ def test_dense_loss_equals_a_naive_per_location_reference():
             qv, kv = F.normalize(q_grid[i, :, j], dim=0), F.normalize(k_grid[i, :, best], dim=0)
             logits = torch.cat([(qv @ kv).view(1), F.normalize(queue, dim=1) @ qv]) / 0.3
             terms.append(-torch.log_softmax(logits, dim=0)[0])
-    assert float(loss.detach()) == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(torch.stack(terms).mean().detach()), rel=1e-5)
     loss.backward()
     assert q_grid.grad.abs().sum() > 0  # the query embeddings learn; the maps only match locations
     with pytest.raises(ValueError, match="temperature"):
