@@ -15,19 +15,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import default_of, option
+from .config import config_to_dict, default_of, option
 from .data.workers import DEFAULT_WORKERS, THREADS_HELP, WORKERS_HELP, check_threads
-
 from .export import add_results, evaluation_result
 from .loading import export_folder, load_backbone
+from .models import MLSConfig
 from .processes import is_main_process
 from .seeds import run_seeds
-from .models import MLSConfig
 from .trackers import REPORT_TO_HELP, check_report_to
 from .train.iterations import FinetuneResult
 
-__all__ = ["TransferConfig", "compared_sources", "run_transfer", "metrics_table", "write_metrics_json", "add_card_result", "seed_rows"]
-
+__all__ = ["TransferConfig", "compared_sources", "run_transfer", "metrics_table", "write_metrics_json", "add_card_result",
+           "seed_rows"]
 
 
 @dataclasses.dataclass
@@ -165,9 +164,8 @@ def write_metrics_json(cfg, rows: dict, seeds: dict | None) -> Path:
     """``OUTPUT_DIR/metrics.json``: the config, the rows and, for several seeds, each seed's numbers."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
     path = out / "metrics.json"
-    path.write_text(json.dumps(_json_safe({"config": config, "results": rows, **({"seeds": seeds["seeds"]} if seeds else {})}),
+    path.write_text(json.dumps(_json_safe({"config": config_to_dict(cfg), "results": rows, **({"seeds": seeds["seeds"]} if seeds else {})}),
                                indent=1, allow_nan=False))
     return path
 

@@ -66,7 +66,7 @@ class DetectionConfig(TransferConfig):
             raise ValueError(f"bbox_format must be one of {BBOX_FORMATS}, got {self.bbox_format!r}")
         schedule_iterations(self.schedule, self.batch_size)  # refuses a bad schedule now
         for name in ("batch_size", "eval_batch_size", "fpn_channels", "test_size", "max_size", "rois_per_image", "proposals_train",
-                     "proposals_test", "log_every"):
+                     "proposals_test"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.train_sizes or min(self.train_sizes) < 1:

@@ -15,9 +15,10 @@ from ..card import dataset_name
 from ..data import load_dataset, worker_count
 from ..data.workers import use_cpu_threads
 from ..export import add_results, evaluation_result
-from ..loading import export_folder, load_backbone
+from ..loading import export_folder
 from ..processes import check_launch, is_main_process
 from ..seeds import run_seeds, seeds_table
+from ..transfer import compared_sources
 from ..trackers import tracker_kwargs
 from .config import FinetuneConfig
 from .data import single_label
@@ -88,9 +89,7 @@ def run_finetune(cfg: FinetuneConfig, accelerator: Accelerator | None = None) ->
     val = load_dataset(cfg.data, cfg.val_split, drop_unlabeled=True) if cfg.val_split else None
     single = single_label(train, cfg.mode == "largest") if cfg.mode in ("auto", "largest") else cfg.mode == "singlelabel"
     names = metric_names(single)
-    sources = {"pretrained": cfg.model}
-    if cfg.compare_random and not cfg.model.startswith("random:"):
-        sources["random init"] = f"random:{load_backbone(cfg.model).model.pretrained_cfg.get('architecture')}"
+    sources = compared_sources(cfg.model, cfg.compare_random)
     length = f"{cfg.steps} steps" if cfg.steps is not None else f"{cfg.epochs} epochs"
     accelerator.print(f"fine-tuning {cfg.model} on {cfg.data} ({'single' if single else 'multi'}-label): {len(train)} "
                       f"{cfg.train_split} / {len(test)} {cfg.test_split} images, {cfg.image_size} px, {length} at "

@@ -71,7 +71,7 @@ class SegmentationConfig(TransferConfig):
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
         schedule_iterations(self.schedule, self.batch_size)  # refuses a bad schedule now
-        for name in ("batch_size", "head_channels", "head_dilation", "aux_channels", "log_every"):
+        for name in ("batch_size", "head_channels", "head_dilation", "aux_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("scale", "crop_size", "test_scale", "test_crop", "test_stride"):

@@ -125,7 +125,7 @@ def train_iterations(accelerator: Accelerator, model: nn.Module, optimizer: torc
     log.start(run_name(out_dir), config or {})
     try:
         with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
-            loop = _Loop(accelerator, model, optimizer, data, plan, out_dir, state, losses, images, every)
+            loop = _Loop(accelerator, model, optimizer, data, plan, out_dir, state, log, losses, images, every)
             images_per_s, stopped_by = loop.run(StopAgreement(received, accelerator.num_processes))
             if stopped_by is None and state.step < plan.total:
                 stopped_by = "stop"
@@ -147,6 +147,7 @@ class _Loop:
     plan: IterationPlan
     out_dir: Path
     state: TrainState
+    log: TrainLog
     losses: Callable
     images: Callable
     every: Callable | None
@@ -157,8 +158,7 @@ class _Loop:
         bar = tqdm(total=plan.total, initial=state.step, desc=plan.name, disable=not is_local_main_process())
         self.model.train()
         self.window, self.seen, self.ips = time.perf_counter(), 0, 0.0
-        self.log, self.nonfinite, self.last_checkpoint = TrainLog(accelerator, self.out_dir, "iteration"), \
-            NonFiniteWatch(accelerator.device), None
+        self.nonfinite, self.last_checkpoint = NonFiniteWatch(accelerator.device), None
         with bar, contextlib.closing(stop):
             while state.step < plan.total:
                 for batch in self.data.epoch(accelerator, state.step):

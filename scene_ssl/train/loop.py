@@ -144,6 +144,7 @@ class _Run:
     plan: _Plan
     state: TrainState
     progress: _Progress
+    log: TrainLog  # train_log.jsonl and the trackers
 
     def at(self) -> StepContext:
         step = self.state.step
@@ -199,18 +200,18 @@ def pretrain(cfg: PretrainConfig, *, accelerator: Accelerator | None = None,
     run = _Run(cfg, accelerator, model, accelerator.unwrap_model(model),
                spec.name if spec else type(method).__name__.lower(), optimizer, data,
                _Plan.of(cfg, len(data.loader), lr), TrainState(),
-               _Progress(nonfinite=NonFiniteWatch(accelerator.device)))
+               _Progress(nonfinite=NonFiniteWatch(accelerator.device)), TrainLog(accelerator, cfg.output_dir))
     accelerator.register_for_checkpointing(run.state)
     _resume(cfg, accelerator, Path(cfg.output_dir) / "checkpoints", run.state)
     if is_main_process():  # only now: the config, the method and the data were all checked
         save_config(cfg, Path(cfg.output_dir) / "config.yaml")
-        TrainLog(accelerator, cfg.output_dir).start("pretrain", dataclasses.asdict(cfg))
+        run.log.start("pretrain", dataclasses.asdict(cfg))
     _print_header(run, spec.display_name if spec else type(method).__name__, threads)
     with preemption_signals() as received:  # the last checkpoint too: a second signal must not kill the save
         try:
             stopped_by = _train(run, StopAgreement(received, accelerator.num_processes), monitor)
         except BaseException:
-            TrainLog(accelerator, cfg.output_dir).finish()  # a failed run's trackers are closed too
+            run.log.finish()  # a failed run's trackers are closed too
             raise
         return _finish(run, stopped_by)
 
@@ -415,7 +416,7 @@ def _log(run: _Run, out: dict, bar) -> None:
 
 
 def _write_logs(run: _Run, logs: dict[str, float]) -> None:
-    TrainLog(run.accelerator, run.cfg.output_dir).write(logs, run.state.step)
+    run.log.write(logs, run.state.step)
 
 
 def _monitor(run: _Run, monitor: Monitor | None, epoch: int) -> None:
@@ -450,6 +451,6 @@ def _finish(run: _Run, stopped_by: str | None) -> PretrainResult:
                           f"({checkpoint}); the same command with --resume auto goes on from there")
     elif state.step < plan.total_steps:
         accelerator.print(f"stopped at step {state.step} of {plan.total_steps} (stop_after); go on with --resume auto")
-    TrainLog(accelerator, run.cfg.output_dir).finish()  # the curves are complete; the process group stays for the probes
+    run.log.finish()  # the curves are complete; the process group stays for the probes
     return PretrainResult(run.method, run.name, state.step, plan.total_steps, run.progress.last_logs, checkpoint,
                           Path(run.cfg.output_dir), stopped_by, skipped, run.progress.monitor, accelerator)
