@@ -95,7 +95,6 @@ def finetune_segmenter(cfg: SegmentationConfig, source: str, train_data: Segment
         if not cfg.eval_every or it % cfg.eval_every or it >= total:
             return {}
         scores = evaluate_segmenter(unwrapped, val_data, cfg, pipeline)["sem_seg"]
-        unwrapped.train()
         return {k: scores[k] for k in ("mIoU", "mAcc", "aAcc")}
 
     plan = IterationPlan(total, cfg.lr, _lr_factor(cfg, total), cfg.log_every, cfg.save_every, cfg.keep_checkpoints,
